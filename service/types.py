@@ -1,0 +1,152 @@
+"""Plain request and response types of the core path.
+
+Adapters (REST, gRPC, batch scoring) translate wire types to these and back; pydantic request models and
+protobuf messages never cross into the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Literal, Protocol, TypeVar
+
+import numpy as np
+
+from pixelserve.modelspec import ModelSpec
+
+T = TypeVar("T")
+
+TaskName = Literal["classify", "denoise", "reconstruct", "encode"]
+ModelState = Literal["loading", "ready", "unloading", "unavailable", "failed"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model by name; version None means the repository's policy picks (latest by default)."""
+
+    name: str
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """A batch of inputs: encoded images (PNG/JPEG/BMP/GIF bytes) or one ready tensor, never both.
+
+    A tensor is NHWC (or NHW for one channel) and is checked against the model's input spec; uint8 is the
+    model's native dtype, float32 in [0, 255] is accepted and rounded.
+    """
+
+    encoded: Sequence[bytes] = ()
+    tensor: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.encoded) if self.tensor is None else int(self.tensor.shape[0])
+
+
+@dataclass(frozen=True)
+class ServedBy:
+    name: str
+    version: int
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    top: list[LabelScore]
+    ood_score: float | None = None  # reconstruction MSE from the paired autoencoder
+    ood_threshold: float | None = None
+    is_ood: bool | None = None
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    image: np.ndarray  # float32 HWC in the model's output range (0..1)
+    error: float  # per-image MSE against the input, in 0..1 units
+    threshold: float | None = None
+    is_anomaly: bool | None = None
+
+
+@dataclass(frozen=True)
+class Encoding:
+    latent: np.ndarray  # float32, 1-D
+
+
+@dataclass(frozen=True)
+class TaskResult(Generic[T]):
+    model: ServedBy
+    items: list[T]
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """Raw graph outputs for the V2 protocol, batch axis first."""
+
+    model: ServedBy
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    version: int
+    state: ModelState
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What metadata endpoints show: the spec plus runtime facts."""
+
+    spec: ModelSpec
+    state: ModelState
+    provider: str  # the active onnxruntime execution provider, e.g. CPUExecutionProvider
+    versions: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Counters for V2 /stats and ModelStatistics (durations in nanoseconds, as the protocol wants)."""
+
+    name: str
+    version: int
+    success_count: int
+    failure_count: int
+    inference_count: int  # images
+    execution_count: int  # batches
+    queue_ns: int
+    compute_ns: int
+    last_inference_ms: int
+
+
+class Core(Protocol):
+    """The one path every adapter calls: decode, validate, batch, run, postprocess."""
+
+    async def classify(self, ref: ModelRef, inputs: ImageInputs, *, top_k: int = 5) -> TaskResult[Classification]: ...
+
+    async def denoise(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]: ...
+
+    async def reconstruct(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]: ...
+
+    async def encode(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Encoding]: ...
+
+    async def infer(self, ref: ModelRef, inputs: ImageInputs, outputs: Sequence[str] | None = None) -> InferResult: ...
+
+    def model_info(self, ref: ModelRef) -> ModelInfo: ...
+
+    def model_stats(self, ref: ModelRef | None = None) -> list[ModelStats]: ...
+
+    def index(self) -> list[ModelStatus]: ...
+
+    async def load(self, name: str) -> None: ...
+
+    async def unload(self, name: str) -> None: ...
+
+    def is_live(self) -> bool: ...
+
+    def is_ready(self, ref: ModelRef | None = None) -> bool: ...
