@@ -1,0 +1,58 @@
+"""Every knob of the service, read once at start-up and passed down (no import-time globals).
+
+Sources, highest first: explicit arguments / CLI flags, ``PIXELSERVE_*`` environment variables, defaults.
+Complex values (``pinned_versions``, ``cors_origins``) are JSON in the environment, e.g.
+``PIXELSERVE_PINNED_VERSIONS='{"mnist-classifier": 1}'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
+
+Device = Literal["auto", "cpu", "cuda", "tensorrt"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PIXELSERVE_",
+        extra="ignore",
+        protected_namespaces=(),
+        cli_kebab_case=True,
+        cli_prog_name="pixelserve",
+    )
+
+    model_repository: Path = Field(
+        Path("models"), description="directory holding <name>/<version>/model.onnx"
+    )
+    http_host: str = Field("0.0.0.0", description="REST bind address")
+    http_port: int = Field(8000, description="REST port")
+    grpc_port: int = Field(8001, description="gRPC port")
+    device: Device = Field("auto", description="auto: CUDA when it really works, else CPU")
+    cuda_device_id: int = Field(0, ge=0, description="GPU ordinal for CUDA/TensorRT")
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0 = runtime default)")
+    inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads (0 = runtime default)")
+    max_batch_size: int = Field(32, ge=1, description="images per batch the dynamic batcher forms")
+    max_queue_delay_ms: float = Field(2.0, ge=0, description="longest wait for a batch to fill")
+    max_queue_size: int = Field(256, ge=1, description="images queued per model version before 429")
+    request_timeout_s: float = Field(30.0, gt=0, description="deadline of one request inside the server")
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest request body")
+    max_image_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded image (width*height)")
+    max_batch_images: int = Field(256, ge=1, description="most images in one request")
+    api_key: SecretStr | None = Field(None, description="when set, every request needs it")
+    pinned_versions: dict[str, int] = Field(default_factory=dict, description='{"model": version} to pin')
+    hot_reload: bool = Field(True, description="poll the repository and swap in new versions")
+    reload_interval_s: float = Field(2.0, gt=0, description="repository poll period")
+    drain_grace_s: float = Field(20.0, ge=0, description="how long shutdown waits for in-flight requests")
+    warmup: bool = Field(True, description="run zero batches through a new session before serving")
+    log_level: str = Field("info", description="python logging level")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
+
+    @classmethod
+    def from_cli(cls, argv: Sequence[str] | None = None) -> Settings:
+        """Flags like ``--http-port 9000`` over the environment over defaults; ``--help`` lists them all."""
+        return CliApp.run(cls, cli_args=list(argv) if argv is not None else None)
