@@ -1,0 +1,123 @@
+"""Regenerate `service/grpc/gen/` from `proto/`: ``python -m service.grpc.codegen``.
+
+The generated code is committed so serving installs need no grpcio-tools; a test regenerates into a temporary
+directory and compares, so the committed code cannot drift from the protos.
+
+Two rewrites make the output importable as a sub-package and safe to share a process with tritonclient:
+imports between generated modules become package-relative, and every file registers in the private descriptor
+pool `service.grpc.gen.POOL` instead of protobuf's default pool — tritonclient registers the same
+``inference.*`` symbols there, and a second registration would fail with "duplicate symbol".
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+from importlib import metadata, resources
+from pathlib import Path
+
+from grpc_tools import protoc
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+PROTO_ROOT = REPOSITORY / "proto"
+GEN_DIR = Path(__file__).resolve().parent / "gen"
+GENERATOR = "grpcio-tools"
+
+PACKAGE_INIT = '''"""Generated from proto/ by `python -m service.grpc.codegen` ({generator} {version}).
+
+POOL holds every descriptor generated here, apart from protobuf's default pool (see the codegen module).
+"""
+
+from google.protobuf import descriptor_pool
+
+GENERATOR_VERSION = "{version}"
+POOL = descriptor_pool.DescriptorPool()
+'''
+
+
+def proto_files(root: Path = PROTO_ROOT) -> list[Path]:
+    return sorted(root.rglob("*.proto"))
+
+
+def _relative_import(module_package: tuple[str, ...], target_package: tuple[str, ...]) -> str:
+    """The `from` part that reaches target_package from a module inside module_package."""
+    common = 0
+    while common < min(len(module_package), len(target_package)) and (
+        module_package[common] == target_package[common]
+    ):
+        common += 1
+    dots = "." * (len(module_package) - common + 1)
+    return dots + ".".join(target_package[common:])
+
+
+def _rewrite(text: str, module_package: tuple[str, ...], top_packages: set[str]) -> str:
+    def fix_import(match: re.Match[str]) -> str:
+        target = tuple(match.group(1).split("."))
+        if target[0] not in top_packages:
+            return match.group(0)
+        return f"from {_relative_import(module_package, target)} import {match.group(2)}"
+
+    text = re.sub(r"^from ([\w.]+) import (\w+_pb2\b)", fix_import, text, flags=re.MULTILINE)
+    if "_descriptor_pool.Default()" in text:
+        pool_import = f"from {'.' * (len(module_package) + 1)} import POOL as _POOL\n"
+        text = text.replace("_descriptor_pool.Default()", "_POOL")
+        marker = "# @@protoc_insertion_point(imports)\n"
+        text = text.replace(marker, pool_import + marker)
+    return text
+
+
+def generate(target: Path, root: Path = PROTO_ROOT) -> list[Path]:
+    """Write the complete generated package into target (replaced); returns the files written."""
+    protos = proto_files(root)
+    include = resources.files("grpc_tools") / "_proto"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        args = [
+            "grpc_tools.protoc",
+            f"-I{root}",
+            f"-I{include}",
+            f"--python_out={out}",
+            f"--pyi_out={out}",
+            f"--grpc_python_out={out}",
+            *(str(p.relative_to(root)) for p in protos),
+        ]
+        if protoc.main(args) != 0:
+            raise RuntimeError(f"protoc failed on {[str(p) for p in protos]}")
+        top_packages = {p.relative_to(root).parts[0] for p in protos}
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        version = metadata.version(GENERATOR)
+        (target / "__init__.py").write_text(PACKAGE_INIT.format(generator=GENERATOR, version=version))
+        written = [target / "__init__.py"]
+        for source in sorted(out.rglob("*")):
+            if source.is_dir():
+                continue
+            relative = source.relative_to(out)
+            package = relative.parts[:-1]
+            for depth in range(1, len(package) + 1):
+                init = target.joinpath(*package[:depth], "__init__.py")
+                if not init.exists():
+                    init.parent.mkdir(parents=True, exist_ok=True)
+                    init.write_text("")
+                    written.append(init)
+            destination = target / relative
+            destination.write_text(_rewrite(source.read_text(), package, top_packages))
+            written.append(destination)
+    return sorted(written)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=GEN_DIR, help="where the package goes (replaced)")
+    args = parser.parse_args(argv)
+    files = generate(args.out)
+    print(f"wrote {len(files)} files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
