@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from service.core import InferenceCore, build_core
 from service.metrics import Metrics
 from service.settings import Settings
 from tests.service.models import build_repository
@@ -58,10 +59,8 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-async def core(settings: Settings, metrics: Metrics) -> AsyncIterator[object]:
+async def core(settings: Settings, metrics: Metrics) -> AsyncIterator[InferenceCore]:
     """A started InferenceCore over the settings' repository, closed after the test."""
-    from service.core import build_core  # the core lands after this fixture file; import when used
-
     started = await build_core(settings, metrics)
     yield started
     await started.close()

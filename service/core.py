@@ -1,0 +1,256 @@
+"""The inference core every adapter calls: resolve the model, decode and check inputs, batch, run, shape the
+results into plain types. REST and gRPC only translate wire formats to and from these calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from pixelserve.modelspec import (
+    INPUT_IMAGE,
+    OUTPUT_ERROR,
+    OUTPUT_LATENT,
+    OUTPUT_PROBABILITIES,
+    OUTPUT_RECONSTRUCTION,
+    ModelSpec,
+)
+from service import images
+from service.errors import InvalidInput, ModelNotFound, ModelNotReady, ShuttingDown, UnsupportedTask
+from service.metrics import Metrics
+from service.repository import ModelRepository, ServedVersion
+from service.runtime import Feeds
+from service.settings import Settings
+from service.types import (
+    Classification,
+    Encoding,
+    ImageInputs,
+    InferResult,
+    LabelScore,
+    ModelInfo,
+    ModelRef,
+    ModelStats,
+    ModelStatus,
+    Reconstruction,
+    ServedBy,
+    TaskName,
+    TaskResult,
+)
+
+# Encoded payloads above this size are decoded on a worker thread; below it the thread hop costs more than
+# decoding a few small images on the event loop.
+INLINE_DECODE_BYTES = 256 * 1024
+
+
+def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
+    """`task` None is raw inference, which every model supports."""
+    if task is None or (task == "encode" and spec.has_output(OUTPUT_LATENT)) or spec.task == task:
+        return
+    if task == "encode":
+        raise UnsupportedTask(f"model {spec.name!r} has no {OUTPUT_LATENT!r} output, so it cannot encode")
+    raise UnsupportedTask(
+        f"model {spec.name!r} is a {spec.task} model and cannot {task}; use {spec.task} or raw inference"
+    )
+
+
+class InferenceCore:
+    """Implements service.types.Core. Build it with `build_core`; call `begin_shutdown` then `close`."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.repository = ModelRepository(settings, metrics)
+        self._limits = images.Limits.from_settings(settings)
+        self._in_flight = 0
+        self._started = False
+        self._draining = False
+        self._closed = False
+
+    async def start(self) -> None:
+        await self.repository.start()
+        self._started = True
+
+    def begin_shutdown(self) -> None:
+        """Readiness turns false so load balancers stop sending; requests that still arrive are served."""
+        self._draining = True
+
+    async def close(self) -> None:
+        """Refuse new requests, let the accepted ones finish, release every session."""
+        self._draining = True
+        self._closed = True
+        await self.repository.close()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    # -- request plumbing --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _request(self, ref: ModelRef, task: TaskName | None) -> Iterator[ServedVersion]:
+        """Hold the served version for one request and count its success or failure for V2 statistics."""
+        if self._closed:
+            raise ShuttingDown("the server is shutting down")
+        self._in_flight += 1
+        try:
+            with self.repository.lease(ref) as served:
+                try:
+                    _check_task(served.spec, task)
+                    yield served
+                except BaseException:
+                    served.stats.failure_count += 1
+                    raise
+                served.stats.success_count += 1
+        finally:
+            self._in_flight -= 1
+
+    async def _prepare(self, inputs: ImageInputs, spec: ModelSpec) -> np.ndarray:
+        pre = spec.preprocessing
+        if inputs.tensor is None and sum(len(b) for b in inputs.encoded) > INLINE_DECODE_BYTES:
+            return await asyncio.to_thread(images.prepare, inputs, pre, self._limits)
+        return images.prepare(inputs, pre, self._limits)
+
+    async def _run(self, served: ServedVersion, inputs: ImageInputs) -> tuple[np.ndarray, Feeds]:
+        batch = await self._prepare(inputs, served.spec)
+        return batch, await served.batcher.submit({INPUT_IMAGE: batch})
+
+    @contextlib.contextmanager
+    def _ood_partner(self, spec: ModelSpec) -> Iterator[ServedVersion | None]:
+        """The paired autoencoder when it is served and reports an error; None lets classification go on
+        without an OOD score rather than fail because its partner is missing."""
+        pairing = spec.pairing
+        partner = None
+        if pairing is not None:
+            with contextlib.suppress(ModelNotFound, ModelNotReady):
+                partner = self.repository.resolve(ModelRef(pairing.ood_model, pairing.ood_version))
+        if partner is None or not partner.spec.has_output(OUTPUT_ERROR):
+            yield None
+            return
+        with partner.lease():
+            yield partner
+
+    # -- tasks -------------------------------------------------------------------------------------------
+
+    async def classify(self, ref: ModelRef, inputs: ImageInputs, *, top_k: int = 5) -> TaskResult[Classification]:
+        if top_k < 1:
+            raise InvalidInput(f"top_k must be at least 1, got {top_k}")
+        with self._request(ref, "classify") as served, self._ood_partner(served.spec) as partner:
+            spec = served.spec
+            batch = await self._prepare(inputs, spec)
+            runs = [served.batcher.submit({INPUT_IMAGE: batch})]
+            if partner is not None:
+                same_input = partner.spec.input.shape[1:] == spec.input.shape[1:]
+                ood_batch = batch if same_input else await self._prepare(inputs, partner.spec)
+                runs.append(partner.batcher.submit({INPUT_IMAGE: ood_batch}))
+            results = await asyncio.gather(*runs)
+        labels = spec.labels or []
+        probabilities = results[0][OUTPUT_PROBABILITIES]
+        k = min(top_k, len(labels))
+        ood_errors = results[1][OUTPUT_ERROR] if partner is not None else None
+        anomaly = partner.spec.anomaly if partner is not None else None
+        items = []
+        for i, row in enumerate(probabilities):
+            top = np.argsort(-row, kind="stable")[:k]
+            score = None if ood_errors is None else float(ood_errors[i])
+            items.append(
+                Classification(
+                    top=[LabelScore(int(j), labels[j], float(row[j])) for j in top],
+                    ood_score=score,
+                    ood_threshold=anomaly.value if anomaly else None,
+                    is_ood=bool(score > anomaly.value) if anomaly and score is not None else None,
+                )
+            )
+        return TaskResult(ServedBy(served.name, served.version), items)
+
+    async def _reconstruct(self, ref: ModelRef, inputs: ImageInputs, task: TaskName) -> TaskResult[Reconstruction]:
+        with self._request(ref, task) as served:
+            _, outputs = await self._run(served, inputs)
+        anomaly = served.spec.anomaly if task == "reconstruct" else None
+        items = [
+            Reconstruction(
+                image=image,
+                error=float(error),
+                threshold=anomaly.value if anomaly else None,
+                is_anomaly=bool(error > anomaly.value) if anomaly else None,
+            )
+            for image, error in zip(outputs[OUTPUT_RECONSTRUCTION], outputs[OUTPUT_ERROR], strict=True)
+        ]
+        return TaskResult(ServedBy(served.name, served.version), items)
+
+    async def denoise(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]:
+        return await self._reconstruct(ref, inputs, "denoise")
+
+    async def reconstruct(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]:
+        """Reconstruction plus its error; an anomaly flag when model.json carries a calibrated threshold."""
+        return await self._reconstruct(ref, inputs, "reconstruct")
+
+    async def encode(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Encoding]:
+        with self._request(ref, "encode") as served:
+            _, outputs = await self._run(served, inputs)
+        items = [Encoding(latent=row) for row in outputs[OUTPUT_LATENT]]
+        return TaskResult(ServedBy(served.name, served.version), items)
+
+    async def infer(self, ref: ModelRef, inputs: ImageInputs, outputs: Sequence[str] | None = None) -> InferResult:
+        with self._request(ref, None) as served:
+            declared = [o.name for o in served.spec.outputs]
+            unknown = [name for name in outputs or () if name not in declared]
+            if unknown:
+                raise InvalidInput(f"unknown output(s) {unknown}; model {served.name!r} has {declared}")
+            _, results = await self._run(served, inputs)
+        wanted = list(outputs) if outputs else declared
+        return InferResult(ServedBy(served.name, served.version), {name: results[name] for name in wanted})
+
+    # -- metadata and control ----------------------------------------------------------------------------
+
+    def model_info(self, ref: ModelRef) -> ModelInfo:
+        return self.repository.info(ref)
+
+    def model_stats(self, ref: ModelRef | None = None) -> list[ModelStats]:
+        served = [self.repository.resolve(ref)] if ref is not None else self.repository.served()
+        return [
+            ModelStats(
+                name=s.name,
+                version=s.version,
+                success_count=s.stats.success_count,
+                failure_count=s.stats.failure_count,
+                inference_count=s.stats.inference_count,
+                execution_count=s.stats.execution_count,
+                queue_ns=s.stats.queue_ns,
+                compute_ns=s.stats.compute_ns,
+                last_inference_ms=s.stats.last_inference_ms,
+            )
+            for s in sorted(served, key=lambda s: s.name)
+        ]
+
+    def index(self) -> list[ModelStatus]:
+        return self.repository.index()
+
+    async def load(self, name: str) -> None:
+        await self.repository.load(name)
+
+    async def unload(self, name: str) -> None:
+        await self.repository.unload(name)
+
+    def is_live(self) -> bool:
+        return not self._closed
+
+    def is_ready(self, ref: ModelRef | None = None) -> bool:
+        """Server readiness: started, not draining, every model serving. Model readiness: it resolves."""
+        if not self._started or self._draining:
+            return False
+        if ref is None:
+            return self.repository.all_ready()
+        try:
+            self.repository.resolve(ref)
+        except (ModelNotFound, ModelNotReady):
+            return False
+        return True
+
+
+async def build_core(settings: Settings, metrics: Metrics) -> InferenceCore:
+    """A core with every model the policy picks loaded and warmed, and hot reload running if enabled."""
+    core = InferenceCore(settings, metrics)
+    await core.start()
+    return core

@@ -1,0 +1,115 @@
+"""Turning one version directory into a checked, warmed session, or a precise reason why not.
+
+model.json is a promise about the graph; adapters and clients rely on it (metadata, tensor names, shapes), so
+a version whose graph disagrees with its model.json is refused rather than served half-right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+from pydantic import ValidationError
+
+from pixelserve.modelspec import MODEL_FILE, OUTPUT_ERROR, SPEC_FILE, ModelSpec, TensorSpec
+from service.errors import ModelNotReady
+from service.runtime import ModelRunner, SessionFactory, warm_up
+from service.settings import Settings
+
+ORT_DTYPES = {
+    "tensor(uint8)": "uint8",
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+}
+
+
+class VersionRejected(Exception):
+    """This version cannot be served; the message is the reason shown in the model index and logs."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """mtime and size of model.onnx and model.json: enough to notice a replaced file, no hashing needed."""
+
+    model: tuple[int, int] | None
+    spec: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, path: Path) -> Fingerprint:
+        return cls(_stat(path / MODEL_FILE), _stat(path / SPEC_FILE))
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def read_spec(path: Path, name: str, version: int) -> ModelSpec:
+    """model.json of one version directory, checked against the directory's own name and number."""
+    if not (path / MODEL_FILE).is_file():
+        raise VersionRejected(f"{MODEL_FILE} is missing")
+    try:
+        spec = ModelSpec.load(path / SPEC_FILE)
+    except FileNotFoundError as exc:
+        raise VersionRejected(f"{SPEC_FILE} is missing") from exc
+    except (ValidationError, ValueError, OSError) as exc:
+        raise VersionRejected(f"{SPEC_FILE} is invalid: {exc}") from exc
+    if spec.name != name or spec.version != version:
+        raise VersionRejected(f"{SPEC_FILE} names {spec.name} version {spec.version}, not its directory")
+    if spec.task != "classify" and not spec.has_output(OUTPUT_ERROR):
+        raise VersionRejected(f"a {spec.task} model must output {OUTPUT_ERROR!r}; the service reports it")
+    return spec
+
+
+def _check_tensor(kind: str, declared: TensorSpec, actual: ort.NodeArg) -> None:
+    dtype = ORT_DTYPES.get(actual.type, actual.type)
+    if dtype != declared.dtype:
+        raise VersionRejected(f"{kind} {declared.name!r}: {SPEC_FILE} says {declared.dtype}, graph has {dtype}")
+    shape = list(actual.shape)
+    if len(shape) != len(declared.shape):
+        raise VersionRejected(f"{kind} {declared.name!r}: {SPEC_FILE} says shape {declared.shape}, graph has {shape}")
+    if isinstance(shape[0], int):
+        raise VersionRejected(f"{kind} {declared.name!r}: the graph's batch axis is fixed at {shape[0]}")
+    for want, have in zip(declared.shape[1:], shape[1:], strict=True):
+        if isinstance(have, int) and want not in (-1, have):
+            raise VersionRejected(
+                f"{kind} {declared.name!r}: {SPEC_FILE} says shape {declared.shape}, graph has {shape}"
+            )
+
+
+def check_graph(spec: ModelSpec, session: ort.InferenceSession) -> None:
+    """Inputs and outputs of the graph must be exactly those model.json declares."""
+    for kind, declared, actual in (
+        ("input", spec.inputs, session.get_inputs()),
+        ("output", spec.outputs, session.get_outputs()),
+    ):
+        by_name = {a.name: a for a in actual}
+        if set(by_name) != {d.name for d in declared}:
+            raise VersionRejected(
+                f"{kind}s: {SPEC_FILE} declares {sorted(d.name for d in declared)}, graph has {sorted(by_name)}"
+            )
+        for d in declared:
+            _check_tensor(kind, d, by_name[d.name])
+
+
+def load_version(path: Path, spec: ModelSpec, factory: SessionFactory, settings: Settings) -> ModelRunner:
+    """Blocking (run it in a thread): session, graph check, warm-up. Raises VersionRejected with the reason."""
+    try:
+        runner = factory.create(path / MODEL_FILE)
+    except ModelNotReady as exc:  # the requested GPU is not what runs
+        raise VersionRejected(exc.message) from exc
+    except Exception as exc:  # onnxruntime raises its own types for unreadable or invalid graphs
+        raise VersionRejected(f"onnxruntime cannot load {MODEL_FILE}: {exc}") from exc
+    check_graph(spec, runner.session)
+    if settings.warmup:
+        try:
+            warm_up(runner, spec, settings.max_batch_size)
+        except Exception as exc:
+            raise VersionRejected(f"warm-up run failed: {exc}") from exc
+    return runner
