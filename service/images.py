@@ -2,7 +2,8 @@
 
 Accepted files: PNG, JPEG, BMP, GIF, recognised by their magic bytes (the extension or content type a client
 sends is not trusted). Limits: total request bytes, decoded pixels per image (read from the header, before any
-pixel is decoded, so a decompression bomb costs nothing), and images per request.
+pixel is decoded, so a decompression bomb costs nothing), and images per request. The pixel limit is checked per
+call; Pillow's process-wide MAX_IMAGE_PIXELS is left alone, so its guard (about 179 M pixels) stays an upper bound.
 
 Conversion rules, applied in this order:
 1. Animated GIFs: the first frame only.
@@ -97,7 +98,8 @@ def decode_image(data: bytes, pre: Preprocessing, *, max_pixels: int, index: int
         if image.size != (pre.width, pre.height):
             image = image.resize((pre.width, pre.height), Image.Resampling.BILINEAR)
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"image {index} is too large to decode: {exc}") from exc
+        # Pillow's own process-wide guard (~179 M pixels) fired before our per-call limit could
+        raise PayloadTooLarge(f"image {index} is over {max_pixels} pixels (max_image_pixels): {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput(f"image {index} is not a valid {expected} file: {exc}") from exc
     pixels = np.asarray(image, dtype=np.uint8)
@@ -124,6 +126,7 @@ def decode_images(encoded: Sequence[bytes], pre: Preprocessing, limits: Limits) 
 
 def tensor_to_batch(tensor: np.ndarray, pre: Preprocessing, limits: Limits) -> np.ndarray:
     """A client tensor checked against the model: NHWC (or NHW for one channel), uint8 or float32 0..255."""
+    got = list(tensor.shape)
     expected = (pre.height, pre.width, pre.channels)
     accepted = f"[N, {pre.height}, {pre.width}, {pre.channels}]"
     if pre.channels == 1:
@@ -131,7 +134,7 @@ def tensor_to_batch(tensor: np.ndarray, pre: Preprocessing, limits: Limits) -> n
         if tensor.ndim == 3:
             tensor = tensor[..., np.newaxis]
     if tensor.ndim != 4 or tuple(tensor.shape[1:]) != expected:
-        raise InvalidInput(f"expected a tensor of shape {accepted}, got {list(tensor.shape)}")
+        raise InvalidInput(f"expected a tensor of shape {accepted}, got {got}")
     _check_count(int(tensor.shape[0]), limits)
     _check_bytes(tensor.nbytes, limits)
     if tensor.dtype == np.uint8:
