@@ -1,0 +1,1 @@
+"""REST adapter: FastAPI app over the core (task API and KServe V2)."""

@@ -1,0 +1,48 @@
+"""The REST app factory: task API, KServe V2, health, /metrics, one error handler, optional API key."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+
+import pixelserve
+from service.metrics import Metrics
+from service.rest.auth import api_key_guard
+from service.rest.errors import install_error_handler
+from service.rest.limits import BodyLimitMiddleware
+from service.rest.tasks import create_task_router
+from service.rest.v2 import create_v2_health_router, create_v2_router
+from service.settings import Settings
+from service.types import Core
+
+DESCRIPTION = """Image classification, denoising and reconstruction (anomaly score) on ONNX models.
+
+* Task API: `POST /v1/models/{name}:classify|:denoise|:reconstruct|:encode` with a raw image body,
+  multipart files or `{"images": [base64, ...]}`.
+* KServe V2 / Open Inference Protocol under `/v2` (works with `tritonclient.http`).
+* Errors: `{"error": {"code", "message"}}` on `/v1`, `{"error": "message"}` on `/v2`.
+"""
+
+
+def create_app(core: Core, settings: Settings, metrics: Metrics) -> FastAPI:
+    """A new app around a started (or starting) core; no globals, so tests can build several."""
+    app = FastAPI(title="pixelserve", version=pixelserve.__version__, description=DESCRIPTION)
+    install_error_handler(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+
+    protected = [Depends(api_key_guard(settings.api_key))] if settings.api_key is not None else []
+    app.include_router(create_v2_health_router(core))
+    app.include_router(create_task_router(core, settings, metrics), dependencies=protected)
+    app.include_router(create_v2_router(core, settings, metrics), dependencies=protected)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(content=body, media_type=content_type)
+
+    return app

@@ -1,0 +1,44 @@
+"""Request-body limit enforced below every route, so no handler can read an unbounded body into memory."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import PayloadTooLarge
+from service.rest.errors import service_error_response
+
+
+class BodyLimitMiddleware:
+    """Rejects a declared Content-Length over the limit before reading, and stops a streamed (chunked or
+    lying) body as soon as it passes the limit: the raise surfaces inside the route's read, where the
+    error handler turns it into a 413."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                response = service_error_response(scope["path"], self._too_large())
+                await response(scope, receive, send)
+                return
+
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, bounded_receive, send)

@@ -1,0 +1,239 @@
+"""The task API: ``POST /v1/models/{name}[/versions/{version}]:{classify|denoise|reconstruct|encode}``,
+``GET /v1/models`` and ``GET /v1/models/{name}[/versions/{version}]``.
+
+Each handler only translates: body -> `ImageInputs`, path -> `ModelRef`, core result -> JSON (or PNG).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from service.errors import ServiceError
+from service.images import encode_png
+from service.metrics import Metrics
+from service.rest.offload import run_sized
+from service.rest.routing import add_model_routes
+from service.rest.schemas import (
+    ClassificationOut,
+    ClassifyResponse,
+    EncodeResponse,
+    EncodingOut,
+    ErrorBody,
+    ImageOut,
+    ImageResponse,
+    LabelScoreOut,
+    ModelIndex,
+    ModelIndexEntry,
+    ModelMetadata,
+    ServedModel,
+    VersionStatus,
+)
+from service.rest.uploads import Upload, read_upload
+from service.settings import Settings
+from service.types import (
+    Classification,
+    Core,
+    ImageInputs,
+    ModelRef,
+    Reconstruction,
+    ServedBy,
+    TaskName,
+    TaskResult,
+)
+
+DEFAULT_TOP_K = 5
+PNG = "image/png"
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "one image as the raw body, several as multipart/form-data files, or base64 in JSON",
+        "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "top_k": {"type": "integer"},
+                    },
+                }
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/ImagesRequest"}},
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 404, 413, 429, 500, 503, 504)
+}
+
+TopK = Annotated[int | None, Query(ge=1, description="labels per image (default 5)")]
+
+
+def _served(model: ServedBy) -> ServedModel:
+    return ServedModel(name=model.name, version=model.version)
+
+
+def _classifications(result: TaskResult[Classification]) -> ClassifyResponse:
+    return ClassifyResponse(
+        model=_served(result.model),
+        results=[
+            ClassificationOut(
+                top=[LabelScoreOut(index=s.index, label=s.label, probability=s.probability) for s in item.top],
+                ood_score=item.ood_score,
+                ood_threshold=item.ood_threshold,
+                is_ood=item.is_ood,
+            )
+            for item in result.items
+        ],
+    )
+
+
+def _images(result: TaskResult[Reconstruction]) -> ImageResponse:
+    return ImageResponse(
+        model=_served(result.model),
+        results=[
+            ImageOut(
+                image=base64.b64encode(encode_png(item.image)).decode("ascii"),
+                error=item.error,
+                threshold=item.threshold,
+                is_anomaly=item.is_anomaly,
+            )
+            for item in result.items
+        ],
+    )
+
+
+def _image_bytes(result: TaskResult[Reconstruction]) -> int:
+    return sum(item.image.nbytes for item in result.items)
+
+
+def wants_png(request: Request, upload: Upload) -> bool:
+    """`:denoise` answers a bare PNG for one image when the client asks for image/png, or sent a raw image
+    body without asking for JSON; otherwise JSON with base64 PNGs."""
+    if len(upload.images) != 1:
+        return False
+    accept = request.headers.get("accept", "").lower()
+    if PNG in accept:
+        return True
+    return upload.raw and "application/json" not in accept
+
+
+def _png_response(result: TaskResult[Reconstruction], png: bytes) -> Response:
+    item = result.items[0]
+    headers = {
+        "X-Model-Name": result.model.name,
+        "X-Model-Version": str(result.model.version),
+        "X-Reconstruction-Error": repr(item.error),
+    }
+    return Response(content=png, media_type=PNG, headers=headers)
+
+
+def _index(core: Core) -> ModelIndex:
+    by_name: dict[str, list[VersionStatus]] = {}
+    for status in core.index():
+        entry = VersionStatus(version=status.version, state=status.state, reason=status.reason)
+        by_name.setdefault(status.name, []).append(entry)
+    models = []
+    for name, versions in sorted(by_name.items()):
+        versions.sort(key=lambda v: v.version)
+        task = provider = None
+        try:
+            info = core.model_info(ModelRef(name))
+            task, provider = info.spec.task, info.provider
+        except ServiceError:  # no servable version: the index still lists its states and reasons
+            pass
+        models.append(
+            ModelIndexEntry(name=name, task=task, provider=provider, state=versions[-1].state, versions=versions)
+        )
+    return ModelIndex(models=models)
+
+
+def _metadata(core: Core, ref: ModelRef) -> ModelMetadata:
+    info = core.model_info(ref)
+    spec = info.spec
+    return ModelMetadata(
+        name=spec.name,
+        version=spec.version,
+        versions=info.versions,
+        state=info.state,
+        provider=info.provider,
+        task=spec.task,
+        quality=spec.quality.model_dump(mode="json") if spec.quality else None,
+        spec=spec.model_dump(mode="json"),
+    )
+
+
+def create_task_router(core: Core, settings: Settings, metrics: Metrics) -> APIRouter:
+    router = APIRouter(tags=["tasks"], responses=ERRORS)
+
+    async def run_task(
+        request: Request, name: str, version: int | None, task: TaskName, call: Callable[..., Awaitable[Any]]
+    ) -> tuple[Upload, Any]:
+        with metrics.track(model=name, task=task, protocol="rest") as tracker:
+            upload = await read_upload(request, settings)
+            result = await call(ModelRef(name, version), ImageInputs(encoded=upload.images), upload)
+            tracker.version = result.model.version
+        return upload, result
+
+    async def classify(request: Request, name: str, version: int | None = None, top_k: TopK = None) -> ClassifyResponse:
+        """Top-k labels per image, plus an out-of-distribution score when the model is paired with an
+        autoencoder."""
+
+        async def call(ref: ModelRef, inputs: ImageInputs, upload: Upload) -> TaskResult[Classification]:
+            return await core.classify(ref, inputs, top_k=top_k or upload.top_k or DEFAULT_TOP_K)
+
+        _, result = await run_task(request, name, version, "classify", call)
+        return _classifications(result)
+
+    async def reconstruct(request: Request, name: str, version: int | None = None) -> ImageResponse:
+        """Reconstruction (base64 PNG), its error and the anomaly verdict per image."""
+        _, result = await run_task(request, name, version, "reconstruct", lambda r, i, _: core.reconstruct(r, i))
+        return await run_sized(_image_bytes(result), _images, result)
+
+    async def denoise(request: Request, name: str, version: int | None = None) -> Response:
+        """The cleaned image: a bare image/png for one raw-body image (or `Accept: image/png`), else JSON."""
+        upload, result = await run_task(request, name, version, "denoise", lambda r, i, _: core.denoise(r, i))
+        if wants_png(request, upload):
+            return _png_response(result, await run_sized(_image_bytes(result), encode_png, result.items[0].image))
+        body = await run_sized(_image_bytes(result), _images, result)
+        return Response(content=body.model_dump_json(), media_type="application/json")
+
+    async def model_metadata(name: str, version: int | None = None) -> ModelMetadata:
+        """model.json of the version (default: the one the policy serves), plus state and provider."""
+        return _metadata(core, ModelRef(name, version))
+
+    async def encode(request: Request, name: str, version: int | None = None) -> EncodeResponse:
+        """The latent vector per image (autoencoders with a latent output)."""
+        _, result = await run_task(request, name, version, "encode", lambda r, i, _: core.encode(r, i))
+        return EncodeResponse(
+            model=_served(result.model), results=[EncodingOut(latent=item.latent.tolist()) for item in result.items]
+        )
+
+    denoise_responses: dict[int | str, dict[str, Any]] = {
+        200: {
+            "content": {PNG: {}, "application/json": {"schema": {"$ref": "#/components/schemas/ImageResponse"}}},
+            "description": "a PNG (one raw image) or JSON with base64 PNGs",
+        }
+    }
+    prefix = "/v1/models/{name}"
+    for task, endpoint in (("classify", classify), ("reconstruct", reconstruct), ("encode", encode)):
+        add_model_routes(router, prefix, f":{task}", endpoint, "POST", openapi_extra=UPLOAD_BODY)
+    add_model_routes(
+        router, prefix, ":denoise", denoise, "POST", openapi_extra=UPLOAD_BODY, responses=denoise_responses
+    )
+    add_model_routes(router, prefix, "", model_metadata, "GET")
+
+    @router.get("/v1/models")
+    async def list_models() -> ModelIndex:
+        """Every model in the repository with its task, provider and per-version state."""
+        return _index(core)
+
+    return router

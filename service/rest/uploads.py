@@ -1,0 +1,105 @@
+"""Task-API request bodies -> encoded image bytes, one entry per image, in the order sent.
+
+Three shapes, chosen by Content-Type:
+- an image type (image/png, image/jpeg, ...), application/octet-stream, curl's default
+  application/x-www-form-urlencoded or none: the body is one image file;
+- multipart/form-data: every file part is one image (any field name), plus an optional ``top_k`` field;
+- application/json: ``{"images": ["<base64>", ...], "top_k": 3}``.
+The body itself is already bounded by the limit middleware; decoding the images is the core's job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from service.errors import InvalidInput
+from service.rest.offload import run_sized
+from service.rest.schemas import ImagesRequest
+from service.settings import Settings
+
+# curl --data-binary sends application/x-www-form-urlencoded unless told otherwise: treat it as a raw image.
+RAW_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded", "")
+MULTIPART = "multipart/form-data"
+JSON = "application/json"
+DATA_URL_SEPARATOR = ";base64,"
+
+
+@dataclass(frozen=True)
+class Upload:
+    images: list[bytes]
+    top_k: int | None = None
+    raw: bool = False  # one image sent as the whole body
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _b64decode(text: str, index: int) -> bytes:
+    if text.startswith("data:") and DATA_URL_SEPARATOR in text:
+        text = text.split(DATA_URL_SEPARATOR, 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"images[{index}] is not valid base64: {exc}") from exc
+
+
+def _parse_json(body: bytes) -> Upload:
+    try:
+        request = ImagesRequest.model_validate_json(body)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"invalid JSON body: {details}") from exc
+    return Upload([_b64decode(text, i) for i, text in enumerate(request.images)], request.top_k)
+
+
+def _parse_top_k(value: str) -> int:
+    try:
+        top_k = int(value)
+    except ValueError:
+        top_k = 0
+    if top_k < 1:
+        raise InvalidInput(f"top_k must be a positive integer, got {value!r}")
+    return top_k
+
+
+async def _read_multipart(request: Request, settings: Settings) -> Upload:
+    images: list[bytes] = []
+    top_k = None
+    try:
+        async with request.form(max_files=settings.max_batch_images, max_fields=8) as form:
+            for field, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    images.append(await value.read())
+                elif field == "top_k":
+                    top_k = _parse_top_k(value)
+                else:
+                    raise InvalidInput(f"unexpected form field {field!r}: send image files and optionally top_k")
+    except HTTPException as exc:  # starlette's multipart parser reports malformed bodies this way
+        raise InvalidInput(f"malformed multipart body: {exc.detail}") from exc
+    return Upload(images, top_k)
+
+
+async def read_upload(request: Request, settings: Settings) -> Upload:
+    kind = media_type(request)
+    if kind == MULTIPART:
+        return await _read_multipart(request, settings)
+    if kind == JSON or kind.endswith("+json"):
+        body = await request.body()
+        return await run_sized(len(body), _parse_json, body)
+    if kind.startswith("image/") or kind in RAW_TYPES:
+        body = await request.body()
+        if not body:
+            raise InvalidInput("the request body is empty: send an image file")
+        return Upload([body], raw=True)
+    raise InvalidInput(
+        f"unsupported Content-Type {kind!r}: send an image (image/png, image/jpeg, ...), "
+        "multipart/form-data files or application/json with base64 images"
+    )
