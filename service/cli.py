@@ -1,0 +1,40 @@
+"""``pixelserve serve`` / ``python -m service``: settings from flags and environment, then one server process.
+
+Every Settings field is a kebab-case flag (``--max-batch-size 16``) and a ``PIXELSERVE_*`` variable; a flag
+wins over the environment. ``--help`` lists them all with their defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from service.core import InferenceCore
+from service.metrics import Metrics
+from service.server import serve
+from service.settings import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 after a clean shutdown (or --help), 2 for bad flags or values, 1 if serving failed."""
+    try:
+        settings = Settings.from_cli(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # argparse: --help (0) or an unknown flag (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    except (ValidationError, SettingsError) as exc:
+        print(f"pixelserve serve: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    metrics = Metrics()
+    try:
+        asyncio.run(serve(InferenceCore(settings, metrics), settings, metrics))
+    except Exception:
+        logging.getLogger("service.cli").exception("serving failed")
+        return 1
+    return 0

@@ -1,0 +1,130 @@
+"""One process, one event loop: uvicorn (REST) and grpc.aio side by side, sharing one core.
+
+Shutdown on SIGTERM or SIGINT, in phases, one log line each:
+1. readiness goes false (``/v2/health/ready`` 503, gRPC health NOT_SERVING) while both servers keep serving,
+   so a load balancer stops routing here without any request being refused;
+2. wait while requests are in flight, up to ``drain_grace_s``;
+3. stop gRPC (with the remaining grace) and uvicorn (stops accepting, finishes open requests);
+4. close the core (release sessions). A second signal skips the waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from service.core import InferenceCore
+from service.grpc.server import create_grpc_server
+from service.metrics import Metrics
+from service.rest.app import create_app
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05
+MIN_GRPC_GRACE_S = 1.0
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` owns the signals for both servers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Stop:
+    """Set by the first signal; a second one skips the waiting (and uvicorn's wait for open requests)."""
+
+    def __init__(self, http: _HttpServer) -> None:
+        self.requested = asyncio.Event()
+        self.forced = False
+        self._http = http
+
+    def on_signal(self, sig: signal.Signals) -> None:
+        if self.requested.is_set():
+            log.warning("shutdown: second %s, skipping the drain", sig.name)
+            self.forced = self._http.force_exit = True
+        else:
+            log.info("shutdown: %s received", sig.name)
+        self.requested.set()
+
+
+async def _run_http(server: _HttpServer) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:  # uvicorn exits the process when it cannot bind; report it as an error instead
+        raise RuntimeError(f"HTTP server failed to start (exit {exc.code}); see the log above") from exc
+
+
+async def _drain(core: InferenceCore, stop: _Stop, deadline: float) -> None:
+    while core.in_flight > 0 and not stop.forced and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)
+
+
+async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> None:
+    """Serve REST and gRPC until a signal (or the HTTP server ending), then shut down gracefully."""
+    grpc_server = create_grpc_server(core, settings, metrics)
+    http = _HttpServer(
+        uvicorn.Config(
+            create_app(core, settings, metrics),
+            host=settings.http_host,
+            port=settings.http_port,
+            lifespan="on",
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=max(settings.drain_grace_s, 1.0),
+        )
+    )
+    stop = _Stop(http)
+    loop = asyncio.get_running_loop()
+    use_signals = threading.current_thread() is threading.main_thread()
+    if use_signals:
+        for sig in SIGNALS:
+            loop.add_signal_handler(sig, stop.on_signal, sig)
+    http_task: asyncio.Task[None] | None = None
+    try:
+        await grpc_server.start()
+        http_task = asyncio.create_task(_run_http(http))
+        while not http.started and not http_task.done():
+            await asyncio.sleep(POLL_S)
+        if http_task.done():
+            await http_task  # raises the startup failure
+        log.info("start: HTTP on %s:%d, gRPC on port %d; loading models",
+                 settings.http_host, settings.http_port, settings.grpc_port)  # fmt: skip
+        await core.start()
+        ready = sum(status.state == "ready" for status in core.index())
+        log.info("ready: %d model version(s) serving", ready)
+
+        stopped = asyncio.create_task(stop.requested.wait())
+        await asyncio.wait({stopped, http_task}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+
+        deadline = time.monotonic() + settings.drain_grace_s
+        core.begin_shutdown()
+        log.info("drain: readiness off, %d request(s) in flight, grace %.1fs", core.in_flight, settings.drain_grace_s)
+        await _drain(core, stop, deadline)
+
+        grace = 0.0 if stop.forced else max(deadline - time.monotonic(), MIN_GRPC_GRACE_S)
+        log.info("stop: closing listeners with %d request(s) in flight, gRPC grace %.1fs", core.in_flight, grace)
+        http.should_exit = True
+        await asyncio.gather(grpc_server.stop(grace), http_task)
+    finally:
+        if http_task is not None and not http_task.done():  # an error above: stop without waiting
+            http.should_exit = http.force_exit = True
+            with contextlib.suppress(Exception):
+                await http_task
+        await grpc_server.stop(0)  # a no-op after a graceful stop
+        await core.close()
+        if use_signals:
+            for sig in SIGNALS:
+                loop.remove_signal_handler(sig)
+        log.info("closed: core released")
