@@ -58,9 +58,7 @@ class Preprocessing(_Strict):
     height: int = Field(gt=0)
     width: int = Field(gt=0)
     input_range: tuple[int, int] = (0, 255)
-    in_graph: list[str] = Field(
-        default_factory=list, description="steps the graph applies itself, e.g. 'scale 1/255'"
-    )
+    in_graph: list[str] = Field(default_factory=list, description="steps the graph applies itself, e.g. 'scale 1/255'")
     output_range: tuple[float, float] | None = Field(
         default=None, description="value range of image outputs (reconstruction), e.g. (0, 1)"
     )
@@ -161,7 +159,9 @@ class ModelSpec(_Strict):
         shape = self.inputs[0].shape
         pre = self.preprocessing
         if shape[1:] != [pre.height, pre.width, pre.channels]:
-            raise ValueError(f"input shape {shape} does not match preprocessing {pre.height}x{pre.width}x{pre.channels}")
+            raise ValueError(
+                f"input shape {shape} does not match preprocessing {pre.height}x{pre.width}x{pre.channels}"
+            )
         return self
 
     @property

@@ -1,0 +1,3 @@
+from pixelserve.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""ONNX export: uint8 NHWC `image` in, preprocessing inside the graph, a parity check, then model.json.
+
+The serving wrapper takes raw uint8 pixels, so the service never scales or normalises anything itself and
+cannot drift from training. An export whose onnxruntime output differs from Keras fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+from keras import layers, ops
+
+from pixelserve.modelspec import (
+    INPUT_IMAGE,
+    MODEL_FILE,
+    OUTPUT_ERROR,
+    OUTPUT_LATENT,
+    OUTPUT_PROBABILITIES,
+    OUTPUT_RECONSTRUCTION,
+    SPEC_FILE,
+    DatasetInfo,
+    ModelSpec,
+    Pairing,
+    Parity,
+    Preprocessing,
+    Quality,
+    TensorSpec,
+)
+from training import evaluate, plots
+from training.data import Dataset
+from training.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+
+class ParityError(Exception):
+    """onnxruntime disagrees with Keras beyond the tolerance: the exported graph is not the trained model."""
+
+
+@dataclass(frozen=True)
+class Normalization:
+    mean: list[float]
+    std: list[float]
+
+
+def serving_model(core: keras.Model, recipe: Recipe, image_shape: tuple[int, int, int]) -> keras.Model:
+    """Wrap the float [0,1] network so the graph takes uint8 pixels and returns named outputs."""
+    image = keras.Input(image_shape, dtype="uint8", name=INPUT_IMAGE)
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(ops.cast(image, "float32"))
+    if recipe.task == "classify":
+        probabilities = core(x)
+        if recipe.tta_flip:
+            probabilities = (probabilities + core(ops.flip(x, axis=2))) * 0.5
+        return keras.Model(image, {OUTPUT_PROBABILITIES: probabilities}, name=recipe.name.replace("-", "_"))
+    result = core(x)
+    reconstruction, latent = (result[0], result[1]) if isinstance(result, (list, tuple)) else (result, None)
+    outputs = {
+        OUTPUT_RECONSTRUCTION: reconstruction,
+        OUTPUT_ERROR: ops.mean(ops.square(reconstruction - x), axis=(1, 2, 3)),
+    }
+    if latent is not None:
+        outputs[OUTPUT_LATENT] = latent
+    return keras.Model(image, outputs, name=recipe.name.replace("-", "_"))
+
+
+def next_version(model_dir: Path) -> int:
+    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def export_model(
+    core: keras.Model,
+    recipe: Recipe,
+    data: Dataset,
+    repository: Path,
+    *,
+    normalization: Normalization | None,
+    history: dict[str, list[float]],
+    training_info: dict[str, Any],
+    version: int | None = None,
+) -> Path:
+    """Export, check parity, measure quality on the test split, and write the model version directory."""
+    model_dir = repository / recipe.name
+    version = version or next_version(model_dir)
+    target = model_dir / str(version)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists; pass another --version")
+    wrapper = serving_model(core, recipe, data.image_shape)
+
+    with tempfile.TemporaryDirectory(prefix="pixelserve-export-") as tmp:
+        staging = Path(tmp) / "model"
+        staging.mkdir()
+        onnx_path = staging / MODEL_FILE
+        signature = [tf.TensorSpec((None, *data.image_shape), tf.uint8, name=INPUT_IMAGE)]
+        wrapper.export(
+            str(onnx_path), format="onnx", input_signature=signature, opset_version=recipe.opset, verbose=False
+        )
+        graph_inputs, graph_outputs = _graph_tensors(onnx_path)
+        session = evaluate.cpu_session(onnx_path)
+        parity = check_parity(wrapper, session, data.x_test[: recipe.parity_samples], recipe.parity_tolerance)
+        quality, extras = measure(session, recipe, data, staging)
+        plots.learning_curves(history, staging / plots.LEARNING_CURVES)
+        spec = ModelSpec(
+            name=recipe.name,
+            version=version,
+            task=recipe.task,
+            description=recipe.description,
+            inputs=graph_inputs,
+            outputs=graph_outputs,
+            labels=data.labels if recipe.task == "classify" else None,
+            preprocessing=_preprocessing(data, recipe, normalization),
+            quality=quality,
+            anomaly=extras.get("anomaly"),
+            pairing=Pairing(ood_model=recipe.ood_model) if recipe.ood_model else None,
+            parity=parity,
+            dataset=DatasetInfo(name=data.name, source=Path(data.source).name, sha256=data.sha256),
+            recipe=recipe.to_dict(),
+            frameworks=_frameworks(),
+            training=training_info,
+            parameters=int(core.count_params()),
+            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            artifacts=sorted(p.name for p in staging.glob("*.png")),
+        )
+        spec.dump(staging / SPEC_FILE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), str(target))
+    log.info("exported %s to %s", recipe.name, target)
+    return target
+
+
+_ONNX_DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.FLOAT: "float32"}
+
+
+def _graph_tensors(onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    graph = onnx.load(str(onnx_path)).graph
+
+    def spec(value: onnx.ValueInfoProto) -> TensorSpec:
+        tensor = value.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+        return TensorSpec(name=value.name, dtype=_ONNX_DTYPES[tensor.elem_type], shape=shape)
+
+    return [spec(v) for v in graph.input], [spec(v) for v in graph.output]
+
+
+def check_parity(wrapper: keras.Model, session: ort.InferenceSession, images: np.ndarray, tolerance: float) -> Parity:
+    expected = wrapper.predict(images, batch_size=256, verbose=0)
+    names = list(expected)
+    got = dict(zip(names, session.run(names, {INPUT_IMAGE: images}), strict=True))
+    diff = max(float(np.abs(np.asarray(expected[n]) - got[n]).max()) for n in names)
+    parity = Parity(samples=len(images), max_abs_diff=diff, tolerance=tolerance, passed=diff <= tolerance)
+    if not parity.passed:
+        raise ParityError(f"onnxruntime differs from Keras by {diff:.3g} > {tolerance:g} on {len(images)} images")
+    return parity
+
+
+def measure(session: ort.InferenceSession, recipe: Recipe, data: Dataset, out: Path) -> tuple[Quality, dict]:
+    """Quality on the test split with the exported graph, plus the plots that go with it."""
+    dataset_name = "CIFAR-10 (JPEG copy)" if data.name == "cifar10" and "jpeg" in data.source else data.name
+    clean = data.x_test
+    metrics, classes = evaluate.task_metrics(
+        session, recipe.task, clean, data.y_test, data.labels, eval_sigmas(recipe), recipe.seed
+    )
+    if classes is not None:
+        plots.confusion_matrix(classes.confusion, data.labels, out / plots.CONFUSION_MATRIX)
+        return Quality(dataset=dataset_name, samples=len(clean), metrics=metrics, per_class=classes.per_class), {}
+
+    extras: dict[str, Any] = {}
+    if recipe.task == "denoise":
+        shown = evaluate.add_noise(clean[:10], recipe.noise_sigma, seed=recipe.seed)
+        notes = f"noise is Gaussian on [0,1] pixels, clipped and quantised to uint8, seed {recipe.seed}"
+    else:
+        calibration = _validation_images(data, recipe)
+        extras["anomaly"] = evaluate.anomaly_threshold(
+            evaluate.reconstruction_errors(session, calibration),
+            evaluate.reconstruction_errors(session, clean),
+            recipe.anomaly_percentile,
+            split=f"held-out {len(calibration)} training images (validation split)",
+        )
+        shown = clean[:10]
+        notes = "clean reconstruction"
+    notes += "; PSNR is the mean of per-image PSNR (data range 1)"
+    output = evaluate.run_batched(session, shown, OUTPUT_RECONSTRUCTION)
+    rows = [("original", clean[:10])] + ([("noisy", shown)] if recipe.task == "denoise" else []) + [("output", output)]
+    plots.reconstruction_grid(rows, out / plots.RECONSTRUCTIONS)
+    return Quality(dataset=dataset_name, samples=len(clean), metrics=metrics, notes=notes), extras
+
+
+def eval_sigmas(recipe: Recipe) -> tuple[float, ...]:
+    return tuple(recipe.eval_sigmas) or (recipe.noise_sigma,)
+
+
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): one seeded permutation shared by training and anomaly calibration."""
+    order = np.random.default_rng(seed).permutation(n)
+    cut = round(n * fraction)
+    return order[cut:], order[:cut]
+
+
+def _validation_images(data: Dataset, recipe: Recipe) -> np.ndarray:
+    _, held_out = validation_split(len(data.x_train), recipe.validation_split, recipe.seed)
+    return data.x_train[held_out]
+
+
+def _preprocessing(data: Dataset, recipe: Recipe, normalization: Normalization | None) -> Preprocessing:
+    height, width, channels = data.image_shape
+    steps = ["cast uint8 -> float32", "scale 1/255 to [0, 1]"]
+    if normalization is not None:
+        steps.append(f"normalize per channel: mean {normalization.mean}, std {normalization.std}")
+    if recipe.tta_flip:
+        steps.append("test-time augmentation: mean of the image and its horizontal mirror")
+    return Preprocessing(
+        color_mode="grayscale" if channels == 1 else "rgb",
+        height=height,
+        width=width,
+        in_graph=steps,
+        output_range=None if recipe.task == "classify" else (0.0, 1.0),
+    )
+
+
+def _frameworks() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+    }

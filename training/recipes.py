@@ -1,0 +1,226 @@
+"""Named recipes: dataset + model builder + hyperparameters. Every default is visible here.
+
+A recipe is saved verbatim into model.json, so a model always says how it was made. Any field can be
+overridden on the command line: `pixelserve train mnist-classifier --set epochs=3 --set learning_rate=0.01`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Task = Literal["classify", "denoise", "reconstruct"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # also the exported model's name
+    task: Task
+    dataset: str  # mnist | fashion_mnist | cifar10 | a path to an image folder / archive
+    model: str  # a builder in training.models.BUILDERS
+    model_args: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    # Optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = 1e-3
+    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
+    warmup_fraction: float = 0.2  # onecycle only: share of steps spent rising to the peak
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    label_smoothing: float = 0.0
+    mixed_precision: bool = False  # bfloat16 compute on CPUs with avx512_bf16; export is always float32
+    validation_split: float = 0.1  # held out from train for early stopping and anomaly calibration
+    early_stopping_patience: int = 0  # 0 disables early stopping
+    seed: int = 1337
+
+    # Augmentation (classifiers), applied in the input pipeline, never exported
+    augment_rotation: float = 0.0  # fraction of a full turn
+    augment_shift: float = 0.0  # fraction of width/height
+    augment_zoom: float = 0.0
+    augment_flip: bool = False
+    augment_crop_pad: int = 0  # random crop after reflect padding, in pixels
+    tta_flip: bool = False  # average the prediction with that of the mirrored image, inside the exported graph
+
+    # Autoencoders
+    noise_sigma: float = 0.0  # Gaussian noise on inputs (denoisers); pixels in [0, 1]
+    eval_sigmas: tuple[float, ...] = ()
+    anomaly_percentile: float = 99.0
+
+    # Export
+    opset: int = 17
+    parity_samples: int = 512
+    parity_tolerance: float = 1e-4
+    ood_model: str | None = None  # pair a classifier with an autoencoder in the same repository
+
+    def with_overrides(self, overrides: dict[str, str]) -> Recipe:
+        """Apply `key=value` overrides, parsing values as JSON where they parse (numbers, lists, booleans)."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        changes: dict[str, Any] = {}
+        for key, raw in overrides.items():
+            if key not in fields:
+                raise ValueError(f"unknown recipe field {key!r}; fields: {', '.join(sorted(fields))}")
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+            if key == "eval_sigmas":
+                value = tuple(value)
+            changes[key] = value
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Recipe:
+        """Inverse of to_dict, for recipes read back from JSON (lists become tuples)."""
+        return cls(**{**values, "eval_sigmas": tuple(values.get("eval_sigmas", ()))})
+
+
+_MNIST_AUG = {"augment_rotation": 0.03, "augment_shift": 0.1, "augment_zoom": 0.1}
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in [
+        Recipe(
+            name="mnist-classifier",
+            task="classify",
+            dataset="mnist",
+            model="mnist_cnn",
+            description="Seed MNIST CNN: Conv-BN-ReLU blocks, MaxPool, Dense 512, Dropout; rotation/shift/zoom.",
+            epochs=12,
+            batch_size=128,
+            learning_rate=2e-3,
+            schedule="cosine",
+            validation_split=0.05,
+            ood_model="mnist-autoencoder",
+            **_MNIST_AUG,
+        ),
+        Recipe(
+            name="fashion-mnist-classifier",
+            task="classify",
+            dataset="fashion_mnist",
+            model="mnist_cnn",
+            description="The seed MNIST CNN on Fashion-MNIST.",
+            epochs=15,
+            learning_rate=2e-3,
+            schedule="cosine",
+            augment_shift=0.05,
+            augment_flip=True,
+        ),
+        Recipe(
+            name="cifar10-tutorial-cnn",
+            task="classify",
+            dataset="cifar10",
+            model="cifar10_tutorial_cnn",
+            description="Seed TensorFlow tutorial CNN: three convolutions, Dense 64.",
+            epochs=10,
+            batch_size=64,
+        ),
+        Recipe(
+            name="cifar10-classifier",
+            task="classify",
+            dataset="cifar10",
+            model="resnet9",
+            model_args={"width": 32},
+            description="ResNet-9 (half width) with BN; flip + crop; one-cycle SGD; label smoothing; flip TTA.",
+            epochs=16,
+            batch_size=256,
+            optimizer="sgd",
+            learning_rate=0.4,
+            schedule="onecycle",
+            warmup_fraction=0.25,
+            weight_decay=5e-4,
+            momentum=0.9,
+            label_smoothing=0.1,
+            mixed_precision=True,
+            validation_split=0.02,
+            augment_flip=True,
+            augment_crop_pad=4,
+            tta_flip=True,
+        ),
+        Recipe(
+            name="mnist-dense-autoencoder",
+            task="reconstruct",
+            dataset="mnist",
+            model="dense_autoencoder",
+            model_args={"code_size": 64},
+            description="Vanilla dense autoencoder, 64-d code.",
+            epochs=20,
+            batch_size=256,
+        ),
+        Recipe(
+            name="mnist-deep-autoencoder",
+            task="reconstruct",
+            dataset="mnist",
+            model="deep_autoencoder",
+            model_args={"units": [512, 256, 128, 64]},
+            description="Deep dense autoencoder 512-256-128-64.",
+            epochs=20,
+            batch_size=256,
+        ),
+        Recipe(
+            name="mnist-sparse-autoencoder",
+            task="reconstruct",
+            dataset="mnist",
+            model="dense_autoencoder",
+            model_args={"code_size": 64, "l1": 1e-5},
+            description="Sparse autoencoder: 64-d code with L1 activity regularisation.",
+            epochs=20,
+            batch_size=256,
+        ),
+        Recipe(
+            name="mnist-autoencoder",
+            task="reconstruct",
+            dataset="mnist",
+            model="conv_autoencoder",
+            model_args={"code_size": 32, "filters": [32, 64, 128]},
+            description="Convolutional autoencoder with a 32-d code; anomaly threshold on held-out digits.",
+            epochs=20,
+            batch_size=128,
+            schedule="cosine",
+            learning_rate=2e-3,
+        ),
+        Recipe(
+            name="mnist-denoiser",
+            task="denoise",
+            dataset="mnist",
+            model="conv_denoiser",
+            model_args={"filters": [32, 64], "skip": True},
+            description="Denoising convolutional autoencoder (U-Net skips), trained with Gaussian noise sigma=0.3.",
+            epochs=8,
+            batch_size=128,
+            schedule="cosine",
+            learning_rate=2e-3,
+            noise_sigma=0.3,
+            eval_sigmas=(0.1, 0.3, 0.5),
+        ),
+        Recipe(
+            name="cifar10-denoiser",
+            task="denoise",
+            dataset="cifar10",
+            model="conv_denoiser",
+            model_args={"filters": [32, 64], "skip": True, "residual": True},
+            description="Denoising convolutional autoencoder (U-Net skips, residual), Gaussian noise sigma=0.1.",
+            epochs=5,
+            batch_size=64,
+            schedule="cosine",
+            learning_rate=2e-3,
+            noise_sigma=0.1,
+            eval_sigmas=(0.1, 0.3, 0.5),
+            mixed_precision=True,
+        ),
+    ]
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; recipes: {', '.join(sorted(RECIPES))}") from None

@@ -1,0 +1,30 @@
+"""Re-measure a committed model on the real test split and compare with what its model.json records.
+
+Uses onnxruntime and numpy only (no TensorFlow), so it is cheap enough for CI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
+from training import evaluate
+from training.data import load_dataset
+from training.recipes import Recipe
+
+
+def reproduce_quality(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:
+    spec = ModelSpec.load(model_dir / SPEC_FILE)
+    recipe = Recipe.from_dict(spec.recipe)
+    data = load_dataset(recipe.dataset, data_dir)
+    session = evaluate.cpu_session(model_dir / MODEL_FILE)
+    sigmas = tuple(recipe.eval_sigmas) or (recipe.noise_sigma,)
+    measured, _ = evaluate.task_metrics(session, spec.task, data.x_test, data.y_test, data.labels, sigmas, recipe.seed)
+    recorded = spec.quality.metrics if spec.quality else {}
+    return {
+        "model": f"{spec.name}/{spec.version}",
+        "recorded": recorded,
+        "measured": measured,
+        "dataset_sha256_matches": spec.dataset is None or spec.dataset.sha256 == data.sha256,
+    }

@@ -1,0 +1,247 @@
+"""Train a recipe, then export it into the model repository.
+
+Reads top to bottom: seed, load data, split, build, compile, fit, rebuild in float32, export.
+A run directory keeps the Keras checkpoint, the recipe and the history, so `pixelserve export` can redo the
+export without training again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import models
+from training.data import Dataset, load_dataset
+from training.export import Normalization, export_model, validation_split
+from training.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "model.keras"
+RECIPE_FILE = "recipe.json"
+HISTORY_FILE = "history.json"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    model_dir: Path | None
+
+
+def train(
+    recipe: Recipe,
+    *,
+    data_dir: Path | None,
+    repository: Path,
+    runs_dir: Path,
+    export: bool = True,
+    version: int | None = None,
+    verbose: int = 1,
+) -> RunResult:
+    keras.utils.set_random_seed(recipe.seed)
+    run_dir = runs_dir / recipe.name / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2))
+
+    data = load_dataset(recipe.dataset, data_dir)
+    train_idx, val_idx = validation_split(len(data.x_train), recipe.validation_split, recipe.seed)
+    x_train, y_train = data.x_train[train_idx], data.y_train[train_idx]
+    x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
+    normalization = _normalization(x_train) if recipe.task == "classify" else None
+    log.info(
+        "%s: %d train / %d validation / %d test images of %s",
+        recipe.name,
+        len(x_train),
+        len(x_val),
+        len(data.x_test),
+        data.image_shape,
+    )
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if recipe.mixed_precision else "float32")
+    net = build_net(recipe, data, normalization)
+    core = net.model
+    steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
+    core.compile(
+        optimizer=_optimizer(recipe, steps_per_epoch),
+        loss=_loss(recipe),
+        metrics=["accuracy"] if recipe.task == "classify" else ["mse"],
+    )
+    train_ds = _pipeline(recipe, x_train, y_train, data, training=True)
+    val_ds = _pipeline(recipe, x_val, y_val, data, training=False) if len(x_val) else None
+
+    started = time.perf_counter()
+    history = core.fit(
+        train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=_callbacks(recipe, run_dir), verbose=verbose
+    )
+    seconds = time.perf_counter() - started
+
+    keras.mixed_precision.set_global_policy("float32")
+    core = export_core(_inference_copy(net, recipe, data, normalization))
+    core.save(run_dir / CHECKPOINT)
+    history_dict = {k: [float(v) for v in values] for k, values in history.history.items()}
+    (run_dir / HISTORY_FILE).write_text(json.dumps(history_dict, indent=2))
+    training_info = {
+        "seconds": round(seconds, 1),
+        "epochs_run": len(history_dict.get("loss", [])),
+        "hardware": hardware(),
+        "train_samples": len(x_train),
+        "validation_samples": len(x_val),
+        "mixed_precision": "bfloat16" if recipe.mixed_precision else "float32",
+    }
+    (run_dir / "training.json").write_text(json.dumps(training_info, indent=2))
+    model_dir = None
+    if export:
+        model_dir = export_model(
+            core,
+            recipe,
+            data,
+            repository,
+            normalization=normalization,
+            history=history_dict,
+            training_info=training_info,
+            version=version,
+        )
+    return RunResult(run_dir, model_dir)
+
+
+def build_net(
+    recipe: Recipe, data: Dataset, normalization: Normalization | None, *, inference: bool = False
+) -> models.Net:
+    """The float [0,1] network of the recipe, built under the current dtype policy.
+
+    `inference` drops training-only parts (activity regularisation), which would otherwise end up in the graph.
+    """
+    if recipe.task == "classify":
+        norm = {"mean": normalization.mean, "std": normalization.std} if normalization else {}
+        return models.CLASSIFIERS[recipe.model](data.image_shape, len(data.labels), **recipe.model_args, **norm)
+    args = dict(recipe.model_args)
+    if inference and "l1" in args:
+        args["l1"] = 0.0
+    return models.AUTOENCODERS[recipe.model](data.image_shape, **args)
+
+
+def export_core(net: models.Net) -> keras.Model:
+    """One graph with every output (reconstruction and latent), so the export computes the encoder once."""
+    if net.encoder is None:
+        return net.model
+    return keras.Model(net.model.inputs, [net.model.outputs[0], net.encoder.outputs[0]], name=net.model.name)
+
+
+def _inference_copy(
+    trained: models.Net, recipe: Recipe, data: Dataset, normalization: Normalization | None
+) -> models.Net:
+    """The same architecture in float32, for inference, with the trained weights.
+
+    Under mixed precision the variables are float32 already, so the copy is exact.
+    """
+    fresh = build_net(recipe, data, normalization, inference=True)
+    fresh.model.set_weights(trained.model.get_weights())
+    return fresh
+
+
+def _normalization(x: np.ndarray) -> Normalization:
+    pixels = x.reshape(-1, x.shape[-1]).astype(np.float64) / 255.0
+    return Normalization(
+        mean=[round(float(v), 5) for v in pixels.mean(0)], std=[round(float(v), 5) for v in pixels.std(0)]
+    )
+
+
+def _optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    total = max(1, recipe.epochs * steps_per_epoch)
+    if recipe.schedule == "constant":
+        lr = recipe.learning_rate
+    else:
+        warmup = int(total * recipe.warmup_fraction) if recipe.schedule == "onecycle" else 0
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=recipe.learning_rate / 25 if warmup else recipe.learning_rate,
+            decay_steps=total - warmup,
+            warmup_target=recipe.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if recipe.optimizer == "sgd":
+        return keras.optimizers.SGD(
+            lr, momentum=recipe.momentum, nesterov=True, weight_decay=recipe.weight_decay or None
+        )
+    if recipe.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=recipe.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def _loss(recipe: Recipe):
+    if recipe.task == "classify":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+    return "mse"
+
+
+def _callbacks(recipe: Recipe, run_dir: Path) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.CSVLogger(str(run_dir / "log.csv"))]
+    if recipe.early_stopping_patience > 0 and recipe.validation_split > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(patience=recipe.early_stopping_patience, restore_best_weights=True)
+        )
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), save_best_only=True))
+    return callbacks
+
+
+def _pipeline(recipe: Recipe, x: np.ndarray, y: np.ndarray, data: Dataset, *, training: bool) -> tf.data.Dataset:
+    """uint8 arrays -> float batches; augmentation for classifiers, noise for denoisers, on the fly."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(recipe.batch_size)
+    augment = _augmenter(recipe, data.image_shape) if training else None
+    num_classes = len(data.labels)
+
+    def classify(images, labels):
+        images = tf.cast(images, tf.float32) / 255.0
+        if augment is not None:
+            images = augment(images, training=True)
+        return images, tf.one_hot(labels, num_classes)
+
+    def reconstruct(images, _labels):
+        clean = tf.cast(images, tf.float32) / 255.0
+        if recipe.noise_sigma <= 0:
+            return clean, clean
+        noisy = clean + tf.random.normal(tf.shape(clean), stddev=recipe.noise_sigma)
+        return tf.round(tf.clip_by_value(noisy, 0.0, 1.0) * 255.0) / 255.0, clean
+
+    mapper = classify if recipe.task == "classify" else reconstruct
+    return ds.map(mapper, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(recipe: Recipe, image_shape: tuple[int, int, int]) -> keras.Sequential | None:
+    steps: list[keras.layers.Layer] = []
+    seed = recipe.seed
+    if recipe.augment_flip:
+        steps.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if recipe.augment_rotation:
+        steps.append(keras.layers.RandomRotation(recipe.augment_rotation, fill_mode="constant", seed=seed))
+    shift = recipe.augment_shift or recipe.augment_crop_pad / image_shape[0]
+    if shift:
+        fill = "reflect" if recipe.augment_crop_pad else "constant"
+        steps.append(keras.layers.RandomTranslation(shift, shift, fill_mode=fill, interpolation="nearest", seed=seed))
+    if recipe.augment_zoom:
+        steps.append(keras.layers.RandomZoom(recipe.augment_zoom, fill_mode="constant", seed=seed))
+    return keras.Sequential(steps) if steps else None
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{os.cpu_count()} CPU cores ({cpu})" + (f", {len(gpus)} GPU" if gpus else ", no GPU")
