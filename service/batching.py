@@ -39,7 +39,7 @@ class BatcherStats:
     last_inference_ms: int = 0
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a queued request is found and removed by itself, never by its contents
 class _Pending:
     feeds: Feeds
     count: int
