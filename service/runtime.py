@@ -114,8 +114,8 @@ class SessionFactory:
 def warm_up(run: RunFn, spec: ModelSpec, max_batch_size: int) -> int:
     """Run zero images at each power-of-two batch size up to max_batch_size, so the first real requests do
     not pay for allocator growth and kernel selection. Returns the number of runs (bounded)."""
-    sizes = [2**i for i in range(MAX_WARMUP_RUNS) if 2**i < max_batch_size]
-    sizes.append(min(max_batch_size, 2 ** (MAX_WARMUP_RUNS - 1)))
+    top = min(max_batch_size, 2 ** (MAX_WARMUP_RUNS - 1))
+    sizes = [2**i for i in range(MAX_WARMUP_RUNS) if 2**i < top] + [top]
     _, height, width, channels = spec.input.shape
     for size in sizes:
         run({spec.input.name: np.zeros((size, height, width, channels), dtype=spec.input.dtype)})

@@ -1,0 +1,116 @@
+"""Execution-provider selection and warm-up on real onnxruntime sessions.
+
+Whether CUDA really works is asked of onnxruntime directly (a CUDA-only session), so these tests state the
+right expectation on a GPU machine as well as on this CPU-only one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
+from service.core import build_core
+from service.errors import ModelNotReady
+from service.metrics import Metrics
+from service.runtime import CPU, CUDA, ModelRunner, SessionFactory, warm_up
+from service.settings import Settings
+from service.types import ImageInputs, ModelRef
+from tests.service.models import CLASSIFIER, random_images, reference_session
+
+
+def model_path(repo: Path) -> Path:
+    return repo / CLASSIFIER / "1" / MODEL_FILE
+
+
+def cuda_really_works(repo: Path) -> bool:
+    if CUDA not in ort.get_available_providers():
+        return False
+    return ort.InferenceSession(str(model_path(repo)), providers=[CUDA]).get_providers()[0] == CUDA
+
+
+def test_auto_uses_cuda_only_when_it_really_runs(repository_template: Path) -> None:
+    runner = SessionFactory(Settings(device="auto")).create(model_path(repository_template))
+    assert runner.provider == (CUDA if cuda_really_works(repository_template) else CPU)
+
+
+def test_auto_falls_back_once_and_then_goes_straight_to_cpu(repository_template: Path, caplog) -> None:
+    if cuda_really_works(repository_template):
+        pytest.skip("CUDA works here; there is no fallback to observe")
+    factory = SessionFactory(Settings(device="auto"))
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        first = factory.create(model_path(repository_template))
+        second = factory.create(model_path(repository_template))
+    assert first.provider == second.provider == CPU
+    assert second.session.get_providers() == [CPU], "the second session must not try CUDA again"
+    assert len([r for r in caplog.records if "not usable" in r.message]) == 1
+
+
+def test_cpu_device_registers_only_the_cpu_provider(repository_template: Path) -> None:
+    runner = SessionFactory(Settings(device="cpu", intra_op_threads=1)).create(model_path(repository_template))
+    assert runner.session.get_providers() == [CPU]
+    assert runner.session.get_session_options().intra_op_num_threads == 1
+    x = random_images(2)
+    expected = reference_session(repository_template, CLASSIFIER).run(None, {"image": x})[0]
+    np.testing.assert_allclose(runner({"image": x})["probabilities"], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", ["cuda", "tensorrt"])
+def test_explicit_gpu_device_that_cannot_run_fails_clearly(repository_template: Path, device: str) -> None:
+    if cuda_really_works(repository_template):
+        pytest.skip("CUDA works here")
+    with pytest.raises(ModelNotReady, match=f"device={device} was requested") as info:
+        SessionFactory(Settings(device=device)).create(model_path(repository_template))  # type: ignore[arg-type]
+    assert "device=auto" in info.value.message or "device=cpu" in info.value.message
+
+
+async def test_explicit_cuda_marks_models_failed_instead_of_serving_on_cpu(settings: Settings, metrics: Metrics):
+    if cuda_really_works(settings.model_repository):
+        pytest.skip("CUDA works here")
+    core = await build_core(settings.model_copy(update={"device": "cuda"}), metrics)
+    try:
+        statuses = core.index()
+        assert statuses and all(s.state == "failed" and "device=cuda" in s.reason for s in statuses)
+        assert not core.is_ready()
+        with pytest.raises(ModelNotReady, match="device=cuda"):
+            await core.classify(ModelRef(CLASSIFIER), ImageInputs(tensor=random_images(1)))
+    finally:
+        await core.close()
+
+
+@pytest.mark.parametrize(
+    ("max_batch_size", "sizes"),
+    [(1, [1]), (8, [1, 2, 4, 8]), (20, [1, 2, 4, 8, 16, 20]), (1000, [1, 2, 4, 8, 16, 32, 64, 128, 256])],
+)
+def test_warm_up_runs_each_power_of_two_up_to_the_bounded_max(
+    repository_template: Path, max_batch_size: int, sizes: list[int]
+) -> None:
+    real = ModelRunner(reference_session(repository_template, CLASSIFIER))
+    seen: list[int] = []
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        seen.append(len(feeds["image"]))
+        assert not feeds["image"].any()
+        return real(feeds)
+
+    spec = ModelSpec.load(repository_template / CLASSIFIER / "1" / SPEC_FILE)
+    assert warm_up(run, spec, max_batch_size) == len(sizes)
+    assert seen == sizes
+
+
+async def test_each_loaded_model_logs_one_line_naming_its_provider(
+    settings: Settings, metrics: Metrics, caplog
+) -> None:
+    with caplog.at_level(logging.INFO):
+        core = await build_core(settings, metrics)
+    try:
+        lines = [r.getMessage() for r in caplog.records if "serving" in r.getMessage()]
+        assert len(lines) == len(core.index()) == 4
+        assert all(CPU in line for line in lines)
+        assert core.model_info(ModelRef(CLASSIFIER)).provider == CPU
+    finally:
+        await core.close()
