@@ -45,9 +45,9 @@ def proto_files(root: Path = PROTO_ROOT) -> list[Path]:
 def _relative_import(module_package: tuple[str, ...], target_package: tuple[str, ...]) -> str:
     """The `from` part that reaches target_package from a module inside module_package."""
     common = 0
-    while common < min(len(module_package), len(target_package)) and (
-        module_package[common] == target_package[common]
-    ):
+    for mine, theirs in zip(module_package, target_package, strict=False):
+        if mine != theirs:
+            break
         common += 1
     dots = "." * (len(module_package) - common + 1)
     return dots + ".".join(target_package[common:])

@@ -1,0 +1,64 @@
+"""The optional API key for gRPC: metadata ``x-api-key: KEY`` or ``authorization: Bearer KEY``.
+
+Health and reflection stay open so probes and grpcurl work without the key.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Sequence
+
+import grpc
+
+from service.errors import Unauthenticated, mapping_for
+
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    for key, value in metadata or ():
+        text = value.decode() if isinstance(value, bytes) else value
+        if key == "x-api-key":
+            return text
+        if key == "authorization" and text.lower().startswith("bearer "):
+            return text[len("bearer ") :].strip()
+    return None
+
+
+def _rejecting(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
+    """A handler of the same streaming kind that ends the call as unauthenticated before reading a message."""
+    code = mapping_for(Unauthenticated(message)).grpc_code
+
+    async def deny(_request: object, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message)
+
+    factories = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    factory = factories[(handler.request_streaming, handler.response_streaming)]
+    return factory(
+        deny, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+    )
+
+
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, api_key: str) -> None:
+        self._key = api_key.encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(OPEN_PREFIXES):
+            return handler
+        key = presented_key(details.invocation_metadata)
+        if key is None:
+            return _rejecting(handler, "missing API key: send metadata x-api-key or authorization: Bearer")
+        if not hmac.compare_digest(key.encode(), self._key):
+            return _rejecting(handler, "wrong API key")
+        return handler

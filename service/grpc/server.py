@@ -1,0 +1,74 @@
+"""Builds the one grpc.aio server: task API, KServe V2, health and reflection; the caller starts and stops it."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from service.grpc.auth import ApiKeyInterceptor
+from service.grpc.gen.inference import grpc_service_pb2, grpc_service_pb2_grpc, model_config_pb2
+from service.grpc.gen.pixelserve.v1 import pixelserve_pb2, pixelserve_pb2_grpc
+from service.grpc.health import HealthServicer
+from service.grpc.task_servicer import TaskServicer
+from service.grpc.v2_servicer import InferenceServicer
+from service.metrics import Metrics
+from service.settings import Settings
+from service.types import Core
+
+log = logging.getLogger(__name__)
+
+TASK_SERVICE = pixelserve_pb2.DESCRIPTOR.services_by_name["PixelServe"].full_name
+V2_SERVICE = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Dependencies before dependants: a pool only accepts a file once its imports are in.
+REFLECTED_FILES: tuple[FileDescriptor, ...] = (
+    model_config_pb2.DESCRIPTOR,
+    grpc_service_pb2.DESCRIPTOR,
+    pixelserve_pb2.DESCRIPTOR,
+    health_pb2.DESCRIPTOR,
+    reflection_pb2.DESCRIPTOR,
+)
+
+
+def reflection_pool() -> descriptor_pool.DescriptorPool:
+    """One pool with every service we reflect: ours live in a private pool, health and reflection in the
+    default one, and the reflection servicer reads a single pool."""
+    pool = descriptor_pool.DescriptorPool()
+    for file in REFLECTED_FILES:
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.AddSerializedFile(proto.SerializeToString())
+    return pool
+
+
+def bind_address(settings: Settings) -> str:
+    host = settings.http_host
+    return f"[{host}]:{settings.grpc_port}" if ":" in host else f"{host}:{settings.grpc_port}"
+
+
+def create_grpc_server(core: Core, settings: Settings, metrics: Metrics) -> grpc.aio.Server:
+    """The server with its port bound (port 0 picks a free one; see the log line) but not started."""
+    interceptors = [ApiKeyInterceptor(settings.api_key.get_secret_value())] if settings.api_key else []
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ("grpc.max_send_message_length", settings.max_request_bytes),
+            ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+        ],
+    )
+    pixelserve_pb2_grpc.add_PixelServeServicer_to_server(TaskServicer(core, settings, metrics), server)
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(core, settings, metrics), server)
+    health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(core, (TASK_SERVICE, V2_SERVICE)), server)
+    reflection.enable_server_reflection(
+        (TASK_SERVICE, V2_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server, pool=reflection_pool()
+    )
+    address = bind_address(settings)
+    port = server.add_insecure_port(address)
+    log.info("gRPC bound to %s (port %d)", address, port)
+    return server

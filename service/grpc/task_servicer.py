@@ -1,0 +1,105 @@
+"""pixelserve.v1.PixelServe: our task API, a thin translation onto the Core."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import grpc
+
+from service.grpc import converters
+from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
+from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+from service.grpc.status import guarded, ordered_map, status_of
+from service.metrics import Metrics
+from service.settings import Settings
+from service.types import Core, TaskName
+
+T = TypeVar("T")
+
+DEFAULT_TOP_K = 5
+# Above this many output pixels, PNG encoding moves off the event loop.
+INLINE_PIXELS = 256 * 1024
+
+
+class TaskServicer(pb_grpc.PixelServeServicer):
+    def __init__(self, core: Core, settings: Settings, metrics: Metrics) -> None:
+        self.core = core
+        self.metrics = metrics
+        self.stream_window = settings.max_batch_size
+
+    async def _classify(self, request: pb.ClassifyRequest) -> pb.ClassifyResponse:
+        with self.metrics.track(model=request.model, task="classify", protocol="grpc") as tracker:
+            result = await self.core.classify(
+                converters.model_ref(request.model, request.version),
+                converters.image_inputs(request.inputs),
+                top_k=request.top_k or DEFAULT_TOP_K,
+            )
+            tracker.version = result.model.version
+        return converters.classify_response(result, request.request_id)
+
+    @guarded
+    async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
+        return await self._classify(request)
+
+    async def ClassifyStream(
+        self, requests: AsyncIterator[pb.ClassifyRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ClassifyResponse]:
+        async def answer(request: pb.ClassifyRequest) -> pb.ClassifyResponse:
+            try:
+                return await self._classify(request)
+            except Exception as error:  # in-band: the stream goes on
+                code, message = status_of(error, "ClassifyStream")
+                return pb.ClassifyResponse(
+                    request_id=request.request_id, error=pb.Status(code=code.value[0], message=message)
+                )
+
+        async for response in ordered_map(requests, answer, self.stream_window):
+            yield response
+
+    async def _images(
+        self, task: TaskName, request: pb.DenoiseRequest | pb.ReconstructRequest, build: Callable[..., T]
+    ) -> T:
+        run = self.core.denoise if task == "denoise" else self.core.reconstruct
+        with self.metrics.track(model=request.model, task=task, protocol="grpc") as tracker:
+            result = await run(
+                converters.model_ref(request.model, request.version), converters.image_inputs(request.inputs)
+            )
+            tracker.version = result.model.version
+        pixels = sum(item.image.size for item in result.items)
+        items = (
+            converters.reconstructions(result.items, return_tensor=request.return_tensor)
+            if pixels < INLINE_PIXELS
+            else await asyncio.to_thread(converters.reconstructions, result.items, return_tensor=request.return_tensor)
+        )
+        return build(model=converters.served_by(result), results=items)
+
+    @guarded
+    async def Denoise(self, request: pb.DenoiseRequest, context: grpc.aio.ServicerContext) -> pb.DenoiseResponse:
+        return await self._images("denoise", request, pb.DenoiseResponse)
+
+    @guarded
+    async def Reconstruct(
+        self, request: pb.ReconstructRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReconstructResponse:
+        return await self._images("reconstruct", request, pb.ReconstructResponse)
+
+    @guarded
+    async def Encode(self, request: pb.EncodeRequest, context: grpc.aio.ServicerContext) -> pb.EncodeResponse:
+        with self.metrics.track(model=request.model, task="encode", protocol="grpc") as tracker:
+            result = await self.core.encode(
+                converters.model_ref(request.model, request.version), converters.image_inputs(request.inputs)
+            )
+            tracker.version = result.model.version
+        return converters.encode_response(result)
+
+    @guarded
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        return converters.list_models_response(self.core.index())
+
+    @guarded
+    async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.ModelMetadata:
+        return converters.model_metadata(self.core.model_info(converters.model_ref(request.model, request.version)))
