@@ -62,7 +62,7 @@ class InferenceCore:
         self.settings = settings
         self.metrics = metrics
         self.repository = ModelRepository(settings, metrics)
-        self._limits = images.Limits.from_settings(settings)
+        self.limits = images.Limits.from_settings(settings)
         self._in_flight = 0
         self._started = False
         self._draining = False
@@ -109,8 +109,8 @@ class InferenceCore:
     async def _prepare(self, inputs: ImageInputs, spec: ModelSpec) -> np.ndarray:
         pre = spec.preprocessing
         if inputs.tensor is None and sum(len(b) for b in inputs.encoded) > INLINE_DECODE_BYTES:
-            return await asyncio.to_thread(images.prepare, inputs, pre, self._limits)
-        return images.prepare(inputs, pre, self._limits)
+            return await asyncio.to_thread(images.prepare, inputs, pre, self.limits)
+        return images.prepare(inputs, pre, self.limits)
 
     async def _run(self, served: ServedVersion, inputs: ImageInputs) -> tuple[np.ndarray, Feeds]:
         batch = await self._prepare(inputs, served.spec)

@@ -1,0 +1,82 @@
+"""The metrics adapters rely on: request counting with status codes, in-flight gauge, states, exposition."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.errors import ModelNotFound, Overloaded, PayloadTooLarge
+from service.metrics import Metrics
+
+LABELS = {"model": "m", "task": "classify", "protocol": "rest"}
+
+
+def requests(metrics: Metrics, code: str, version: str = "") -> float | None:
+    return metrics.registry.get_sample_value("pixelserve_requests_total", {**LABELS, "version": version, "code": code})
+
+
+async def test_track_counts_success_with_the_served_version(metrics: Metrics) -> None:
+    with metrics.track(model="m", task="classify", protocol="rest") as tracker:
+        assert metrics.registry.get_sample_value("pixelserve_in_flight_requests", {"protocol": "rest"}) == 1
+        await asyncio.sleep(0)
+        tracker.version = 3
+    assert requests(metrics, "OK", "3") == 1
+    assert metrics.registry.get_sample_value("pixelserve_in_flight_requests", {"protocol": "rest"}) == 0
+    duration = {**LABELS, "version": "3"}
+    assert metrics.registry.get_sample_value("pixelserve_request_duration_seconds_count", duration) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (PayloadTooLarge("big"), "INVALID_ARGUMENT"),
+        (ModelNotFound("nope"), "NOT_FOUND"),
+        (Overloaded("full", retry_after=1), "RESOURCE_EXHAUSTED"),
+        (ValueError("bug"), "INTERNAL"),
+        (asyncio.CancelledError(), "CANCELLED"),
+    ],
+)
+def test_track_records_the_code_of_the_raised_error_and_reraises(
+    metrics: Metrics, error: BaseException, code: str
+) -> None:
+    with pytest.raises(type(error)), metrics.track(model="m", task="classify", protocol="rest"):
+        raise error
+    assert requests(metrics, code) == 1
+    assert requests(metrics, "OK") is None
+
+
+def test_model_state_is_one_hot(metrics: Metrics) -> None:
+    metrics.set_model_state("m", 1, "loading")
+    metrics.set_model_state("m", 1, "ready")
+    values = {
+        state: metrics.registry.get_sample_value(
+            "pixelserve_model_state", {"model": "m", "version": "1", "state": state}
+        )
+        for state in ("loading", "ready", "failed", "unavailable", "unloading")
+    }
+    assert values == {"loading": 0, "ready": 1, "failed": 0, "unavailable": 0, "unloading": 0}
+
+
+def test_render_is_prometheus_text_with_every_metric(metrics: Metrics) -> None:
+    metrics.observe_batch("m", 1, size=3, queue_s=[0.001, 0.002], compute_s=0.0005)
+    body, content_type = metrics.render()
+    assert content_type.startswith("text/plain")
+    names = {family.name for family in text_string_to_metric_families(body.decode())}
+    assert {
+        "pixelserve_requests",
+        "pixelserve_request_duration_seconds",
+        "pixelserve_queue_duration_seconds",
+        "pixelserve_compute_duration_seconds",
+        "pixelserve_batch_size",
+        "pixelserve_in_flight_requests",
+        "pixelserve_queue_depth",
+        "pixelserve_model_state",
+    } <= names
+
+
+def test_separate_instances_do_not_share_a_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.observe_batch("m", 1, size=1, queue_s=[0.0], compute_s=0.0)
+    assert second.registry.get_sample_value("pixelserve_batch_size_count", {"model": "m", "version": "1"}) is None
