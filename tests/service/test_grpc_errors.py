@@ -13,6 +13,7 @@ from service.grpc.gen.inference import grpc_service_pb2 as v2_pb
 from service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
 from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+from service.grpc.status import guarded
 from tests.service.grpc_support import grpc_server
 from tests.service.models import CLASSIFIER, DENOISER, encode_image, random_images
 
@@ -164,3 +165,28 @@ async def test_api_key_is_required_when_configured(core, settings, metrics, meta
                 await call
             else:
                 assert await code_of(call) == expected
+
+
+class _Exploding:
+    """Not a stand-in for any of our components: a handler that fails in a way no ServiceError describes."""
+
+    @guarded
+    async def Call(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        raise RuntimeError("secret internals")
+
+
+async def test_unexpected_error_is_internal_with_a_generic_message_and_a_log_line(caplog) -> None:
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(_Exploding().Call)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Exploding", {"Call": handler}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await channel.unary_unary("/test.Exploding/Call")(b"")
+    finally:
+        await server.stop(None)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in caught.value.details()
+    assert any("unexpected error" in r.message and r.exc_info for r in caplog.records)

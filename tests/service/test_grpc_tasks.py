@@ -164,3 +164,17 @@ async def test_list_and_get_model_describe_the_repository(stub) -> None:
     assert (model.preprocessing.color_mode, model.preprocessing.height) == ("grayscale", 8)
     autoencoder = await stub.GetModel(pb.GetModelRequest(model=AUTOENCODER, version=1))
     assert autoencoder.anomaly.percentile == 95.0 and autoencoder.anomaly.value > 0
+
+
+async def test_requests_are_counted_by_model_task_protocol_and_code(stub, metrics) -> None:
+    def count(model: str, version: str, code: str) -> float:
+        labels = {"model": model, "version": version, "task": "classify", "protocol": "grpc", "code": code}
+        return metrics.registry.get_sample_value("pixelserve_requests_total", labels) or 0.0
+
+    await stub.Classify(pb.ClassifyRequest(model=CLASSIFIER, inputs=encoded(random_images(1))))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.Classify(pb.ClassifyRequest(model="no-such-model", inputs=encoded(random_images(1))))
+    assert count(CLASSIFIER, "1", "OK") == 1
+    assert count("no-such-model", "", "NOT_FOUND") == 1
+    latency = {"model": CLASSIFIER, "version": "1", "task": "classify", "protocol": "grpc"}
+    assert metrics.registry.get_sample_value("pixelserve_request_duration_seconds_count", latency) == 1
