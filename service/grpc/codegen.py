@@ -25,6 +25,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPOSITORY / "proto"
 GEN_DIR = Path(__file__).resolve().parent / "gen"
 GENERATOR = "grpcio-tools"
+GEN_PACKAGE = "service.grpc.gen"  # where the generated modules are imported from (sets their classes' __module__)
 
 PACKAGE_INIT = '''"""Generated from proto/ by `python -m service.grpc.codegen` ({generator} {version}).
 
@@ -61,6 +62,10 @@ def _rewrite(text: str, module_package: tuple[str, ...], top_packages: set[str])
         return f"from {_relative_import(module_package, target)} import {match.group(2)}"
 
     text = re.sub(r"^from ([\w.]+) import (\w+_pb2\b)", fix_import, text, flags=re.MULTILINE)
+    # Message classes name their module; make it the importable one so pickling finds them.
+    text = re.sub(
+        r"(BuildTopDescriptorsAndMessages\(DESCRIPTOR, ')([\w.]+)(')", rf"\g<1>{GEN_PACKAGE}.\g<2>\g<3>", text
+    )
     if "_descriptor_pool.Default()" in text:
         pool_import = f"from {'.' * (len(module_package) + 1)} import POOL as _POOL\n"
         text = text.replace("_descriptor_pool.Default()", "_POOL")
