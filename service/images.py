@@ -89,7 +89,7 @@ def decode_image(data: bytes, pre: Preprocessing, *, max_pixels: int, index: int
         width, height = image.size
         if width * height > max_pixels:
             raise PayloadTooLarge(
-                f"image {index} is {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
+                f"image {index} is too large: {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
                 "(max_image_pixels)"
             )
         image.seek(0)
@@ -99,7 +99,8 @@ def decode_image(data: bytes, pre: Preprocessing, *, max_pixels: int, index: int
             image = image.resize((pre.width, pre.height), Image.Resampling.BILINEAR)
     except Image.DecompressionBombError as exc:
         # Pillow's own process-wide guard (~179 M pixels) fired before our per-call limit could
-        raise PayloadTooLarge(f"image {index} is over {max_pixels} pixels (max_image_pixels): {exc}") from exc
+        message = f"image {index} is too large: over {max_pixels} pixels (max_image_pixels): {exc}"
+        raise PayloadTooLarge(message) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidInput(f"image {index} is not a valid {expected} file: {exc}") from exc
     pixels = np.asarray(image, dtype=np.uint8)

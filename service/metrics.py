@@ -91,9 +91,7 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
-        self.in_flight = Gauge(
-            "pixelserve_in_flight_requests", "Requests being handled now.", ["protocol"], registry=r
-        )
+        self.in_flight = Gauge("pixelserve_in_flight_requests", "Requests being handled now.", ["protocol"], registry=r)
         self.queue_depth = Gauge(
             "pixelserve_queue_depth",
             "Images waiting in the batcher's queue.",
@@ -127,9 +125,7 @@ class Metrics:
             self.request_duration.labels(**labels).observe(perf_counter() - start)
             self.requests.labels(**labels, code=status_code_name(error)).inc()
 
-    def observe_batch(
-        self, model: str, version: int, *, size: int, queue_s: list[float], compute_s: float
-    ) -> None:
+    def observe_batch(self, model: str, version: int, *, size: int, queue_s: list[float], compute_s: float) -> None:
         """One executed batch: its size, its run time, and each request's wait in the queue."""
         labels = {"model": model, "version": str(version)}
         self.batch_size.labels(**labels).observe(size)

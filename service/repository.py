@@ -113,6 +113,7 @@ class ModelRepository:
         self._unloaded: set[str] = set()
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
+        self._scanned = False  # before the first scan, an unknown name may just not be listed yet
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -181,6 +182,7 @@ class ModelRepository:
         async with self._lock:
             previous = {key: d.fingerprint for key, d in self._all_disk()}
             self._disk = await asyncio.to_thread(self._scan)
+            self._scanned = True
             for name in sorted(set(self._disk) | set(self._served)):
                 if name not in self._unloaded:
                     await self._reconcile(name, previous if settled_only else None)
@@ -305,6 +307,8 @@ class ModelRepository:
     def resolve(self, ref: ModelRef) -> ServedVersion:
         """The served version for a request, or ModelNotFound / ModelNotReady saying why not."""
         _check_name(ref.name)
+        if not self._scanned:
+            raise ModelNotReady("the model repository is still being scanned")
         versions = self._disk.get(ref.name, {})
         served = self._served.get(ref.name)
         if served is None and not versions:

@@ -26,9 +26,7 @@ class Settings(BaseSettings):
         cli_prog_name="pixelserve",
     )
 
-    model_repository: Path = Field(
-        Path("models"), description="directory holding <name>/<version>/model.onnx"
-    )
+    model_repository: Path = Field(Path("models"), description="directory holding <name>/<version>/model.onnx")
     http_host: str = Field("0.0.0.0", description="REST bind address")
     http_port: int = Field(8000, description="REST port")
     grpc_port: int = Field(8001, description="gRPC port")

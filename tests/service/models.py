@@ -57,9 +57,7 @@ def _scaled_input_nodes() -> list[onnx.NodeProto]:
 
 def _model(nodes, inputs, outputs, initializers) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializer=initializers)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pixelserve-tests"
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pixelserve-tests")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -118,9 +116,7 @@ def autoencoder_graph(*, channels: int = 1, seed: int = 1, latent: bool = True) 
         _const("b_dec", np.zeros(features, dtype=np.float32)),
     ]
     outputs = [
-        helper.make_tensor_value_info(
-            OUTPUT_RECONSTRUCTION, TensorProto.FLOAT, ["batch", SIZE, SIZE, channels]
-        ),
+        helper.make_tensor_value_info(OUTPUT_RECONSTRUCTION, TensorProto.FLOAT, ["batch", SIZE, SIZE, channels]),
         helper.make_tensor_value_info(OUTPUT_ERROR, TensorProto.FLOAT, ["batch"]),
     ]
     if latent:
@@ -179,9 +175,7 @@ def write_classifier(
     return write_model(repo, classifier_graph(channels=channels, seed=seed), spec)
 
 
-def calibrate_threshold(
-    model: onnx.ModelProto, channels: int, *, percentile: float = 95.0
-) -> AnomalyThreshold:
+def calibrate_threshold(model: onnx.ModelProto, channels: int, *, percentile: float = 95.0) -> AnomalyThreshold:
     """The anomaly cut as training computes it: a quantile of the model's own errors on (here random) data."""
     rng = np.random.default_rng(1234)
     images = rng.integers(0, 256, size=(64, SIZE, SIZE, channels), dtype=np.uint8)
@@ -226,9 +220,7 @@ def write_autoencoder(
     return write_model(repo, model, spec)
 
 
-def write_denoiser(
-    repo: Path, name: str = DENOISER, version: int = 1, *, channels: int = 1, seed: int = 2
-) -> Path:
+def write_denoiser(repo: Path, name: str = DENOISER, version: int = 1, *, channels: int = 1, seed: int = 2) -> Path:
     """A denoiser has the autoencoder's graph without a latent output (so `encode` is unsupported on it)."""
     return write_autoencoder(repo, name, version, channels=channels, seed=seed, task="denoise", latent=False)
 
@@ -264,9 +256,7 @@ def build_repository(repo: Path) -> Path:
 
 def reference_session(repo: Path, name: str, version: int = 1) -> ort.InferenceSession:
     """An in-process CPU session on the same file, to compare served numbers against."""
-    return ort.InferenceSession(
-        str(repo / name / str(version) / MODEL_FILE), providers=["CPUExecutionProvider"]
-    )
+    return ort.InferenceSession(str(repo / name / str(version) / MODEL_FILE), providers=["CPUExecutionProvider"])
 
 
 def random_images(count: int, channels: int = 1, seed: int = 0) -> np.ndarray:

@@ -266,3 +266,17 @@ async def test_hot_reload_under_concurrent_load_loses_no_request(reloading_core:
     assert errors == []
     assert seen.count(1) > 50 and seen.count(2) >= 8 * 20
     assert seen[-1] == 2
+
+
+async def test_requests_before_the_first_scan_are_not_ready_rather_than_not_found(
+    settings: Settings, metrics: Metrics
+) -> None:
+    core = InferenceCore(settings, metrics)
+    with pytest.raises(ModelNotReady, match="still being scanned"):
+        await classify(core)
+    assert not core.is_ready() and not core.is_ready(ModelRef(CLASSIFIER))
+    await core.start()
+    try:
+        assert (await classify(core))[0] == 1 and core.is_ready()
+    finally:
+        await core.close()
