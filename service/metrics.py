@@ -57,53 +57,36 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        model = ["model", "version"]
+        request = [*model, "task", "protocol"]
         self.requests = Counter(
             "pixelserve_requests_total",
             "Requests by model, task, protocol and final gRPC-style status code.",
-            ["model", "version", "task", "protocol", "code"],
+            [*request, "code"],
             registry=r,
         )
         self.request_duration = Histogram(
             "pixelserve_request_duration_seconds",
             "End-to-end request latency inside the server (decode, queue, compute, postprocess).",
-            ["model", "version", "task", "protocol"],
+            request,
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        queue_help = "Time a request waited in the dynamic batcher's queue before its batch ran."
         self.queue_duration = Histogram(
-            "pixelserve_queue_duration_seconds",
-            "Time a request waited in the dynamic batcher's queue before its batch ran.",
-            ["model", "version"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "pixelserve_queue_duration_seconds", queue_help, model, buckets=LATENCY_BUCKETS, registry=r
         )
+        compute_help = "onnxruntime run time of one batch."
         self.compute_duration = Histogram(
-            "pixelserve_compute_duration_seconds",
-            "onnxruntime run time of one batch.",
-            ["model", "version"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "pixelserve_compute_duration_seconds", compute_help, model, buckets=LATENCY_BUCKETS, registry=r
         )
-        self.batch_size = Histogram(
-            "pixelserve_batch_size",
-            "Images per executed batch.",
-            ["model", "version"],
-            buckets=BATCH_BUCKETS,
-            registry=r,
-        )
+        batch_help = "Images per executed batch."
+        self.batch_size = Histogram("pixelserve_batch_size", batch_help, model, buckets=BATCH_BUCKETS, registry=r)
         self.in_flight = Gauge("pixelserve_in_flight_requests", "Requests being handled now.", ["protocol"], registry=r)
-        self.queue_depth = Gauge(
-            "pixelserve_queue_depth",
-            "Images waiting in the batcher's queue.",
-            ["model", "version"],
-            registry=r,
-        )
-        self.model_state = Gauge(
-            "pixelserve_model_state",
-            "1 for the current state of a model version, 0 for the others.",
-            ["model", "version", "state"],
-            registry=r,
-        )
+        depth_help = "Images waiting in the batcher's queue."
+        self.queue_depth = Gauge("pixelserve_queue_depth", depth_help, model, registry=r)
+        state_help = "1 for the current state of a model version, 0 for the others."
+        self.model_state = Gauge("pixelserve_model_state", state_help, [*model, "state"], registry=r)
 
     @contextmanager
     def track(self, *, model: str, task: str, protocol: str) -> Iterator[RequestTracker]:
