@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, SettingsError) as exc:
         print(f"pixelserve serve: invalid settings: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    level = logging.getLevelName(settings.log_level.upper())
+    if not isinstance(level, int):
+        print(f"pixelserve serve: invalid log level {settings.log_level!r}: use debug, info, warning or error",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     metrics = Metrics()
     try:
         asyncio.run(serve(InferenceCore(settings, metrics), settings, metrics))

@@ -79,7 +79,7 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
             host=settings.http_host,
             port=settings.http_port,
             lifespan="on",
-            log_level=settings.log_level.lower(),
+            log_level=logging.getLevelName(settings.log_level.upper()),
             access_log=False,
             timeout_graceful_shutdown=max(settings.drain_grace_s, 1.0),
         )

@@ -187,3 +187,19 @@ async def test_openapi_docs_are_served(client) -> None:
     assert (await client.get("/docs")).status_code == 200
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "/v1/models/{name}:classify" in paths and "/v2/models/{name}/infer" in paths
+
+
+async def test_cors_preflight_allows_a_configured_origin(core, settings, metrics) -> None:
+    origin = "https://playground.example"
+    async with rest_server(core, settings, metrics, cors_origins=[origin]) as url, httpx.AsyncClient() as http:
+        preflight = await http.options(
+            f"{url}/v1/models/{CLASSIFIER}:classify",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+        )
+        other = await http.options(
+            f"{url}/v1/models/{CLASSIFIER}:classify",
+            headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"},
+        )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert "access-control-allow-origin" not in other.headers

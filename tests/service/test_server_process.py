@@ -33,6 +33,7 @@ def test_help_and_bad_flags_exit_codes(capsys) -> None:
     assert "--max-batch-size" in capsys.readouterr().out
     assert main(["--no-such-flag"]) == 2
     assert main(["--http-port", "not-a-port"]) == 2
+    assert main(["--log-level", "chatty"]) == 2
 
 
 def test_flags_win_over_environment_and_environment_over_defaults(model_repository, tmp_path) -> None:
