@@ -33,6 +33,7 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = tuple(float(2**i) for i in range(9))  # 1 .. 256
 MODEL_STATES: tuple[str, ...] = get_args(ModelState)
 NO_VERSION = ""  # label value when no version was resolved (unknown model, bad request)
+UNKNOWN_MODEL = "_unknown"  # label value for names the repository never had: clients cannot mint new series
 
 
 def status_code_name(error: BaseException | None) -> str:
@@ -87,6 +88,7 @@ class Metrics:
         self.queue_depth = Gauge("pixelserve_queue_depth", depth_help, model, registry=r)
         state_help = "1 for the current state of a model version, 0 for the others."
         self.model_state = Gauge("pixelserve_model_state", state_help, [*model, "state"], registry=r)
+        self._known_models: set[str] = set()
 
     @contextmanager
     def track(self, *, model: str, task: str, protocol: str) -> Iterator[RequestTracker]:
@@ -104,7 +106,8 @@ class Metrics:
         finally:
             gauge.dec()
             version = NO_VERSION if tracker.version is None else str(tracker.version)
-            labels = {"model": model, "version": version, "task": task, "protocol": protocol}
+            name = model if model in self._known_models else UNKNOWN_MODEL
+            labels = {"model": name, "version": version, "task": task, "protocol": protocol}
             self.request_duration.labels(**labels).observe(perf_counter() - start)
             self.requests.labels(**labels, code=status_code_name(error)).inc()
 
@@ -121,6 +124,7 @@ class Metrics:
         self.queue_depth.labels(model=model, version=str(version)).set(depth)
 
     def set_model_state(self, model: str, version: int, state: ModelState) -> None:
+        self._known_models.add(model)
         for candidate in MODEL_STATES:
             self.model_state.labels(model=model, version=str(version), state=candidate).set(
                 1 if candidate == state else 0

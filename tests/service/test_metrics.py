@@ -8,9 +8,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.errors import ModelNotFound, Overloaded, PayloadTooLarge
-from service.metrics import Metrics
+from service.metrics import UNKNOWN_MODEL, Metrics
 
 LABELS = {"model": "m", "task": "classify", "protocol": "rest"}
+
+
+@pytest.fixture
+def metrics(metrics: Metrics) -> Metrics:
+    """Metrics that know model "m", as the repository makes them when it loads a model."""
+    metrics.set_model_state("m", 3, "ready")
+    return metrics
 
 
 def requests(metrics: Metrics, code: str, version: str = "") -> float | None:
@@ -80,3 +87,18 @@ def test_separate_instances_do_not_share_a_registry() -> None:
     first, second = Metrics(), Metrics()
     first.observe_batch("m", 1, size=1, queue_s=[0.0], compute_s=0.0)
     assert second.registry.get_sample_value("pixelserve_batch_size_count", {"model": "m", "version": "1"}) is None
+
+
+def test_unknown_model_names_share_one_label_so_clients_cannot_mint_series(metrics: Metrics) -> None:
+    for name in ("nope", "../etc/passwd", "x" * 200):
+        with pytest.raises(ModelNotFound), metrics.track(model=name, task="classify", protocol="rest"):
+            raise ModelNotFound(f"no model {name}")
+    labels = {**LABELS, "model": UNKNOWN_MODEL, "version": "", "code": "NOT_FOUND"}
+    assert metrics.registry.get_sample_value("pixelserve_requests_total", labels) == 3
+    models = {
+        s.labels["model"]
+        for f in text_string_to_metric_families(metrics.render()[0].decode())
+        for s in f.samples
+        if f.name == "pixelserve_requests"
+    }
+    assert models == {UNKNOWN_MODEL}
