@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,7 +67,6 @@ class OutputTensor:
     name: str
     array: np.ndarray  # numeric, or an object array of bytes for BYTES
     binary: bool
-    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:
@@ -212,15 +211,12 @@ def encode_response(
             "datatype": v2_type(out.array.dtype),
             "shape": list(out.array.shape),
         }
-        parameters = dict(out.parameters)
         if out.binary:
             payload = _binary_payload(out.array)
-            parameters["binary_data_size"] = len(payload)
+            tensor["parameters"] = {"binary_data_size": len(payload)}
             chunks.append(payload)
         else:
             tensor["data"] = _json_data(out.array)
-        if parameters:
-            tensor["parameters"] = parameters
         tensors.append(tensor)
     body: dict[str, Any] = {"model_name": model_name, "model_version": str(model_version), "outputs": tensors}
     if request_id is not None:
