@@ -1,0 +1,6 @@
+"""Batch scoring (`pixelserve score`): many images through the same core path as the server, in resumable shards.
+
+sources (what to read) -> job/manifest (the shards and what is finished) -> an engine (local core, Ray actors
+holding cores, or a running server over gRPC) -> scorer (decode per image, batched core calls, rows) -> sinks
+(shard files, then the assembled output and the errors file).
+"""

@@ -1,0 +1,141 @@
+"""Rows on disk: shard files (JSON lines, written atomically) and the assembled output (Parquet, JSONL or CSV)
+plus the errors file. Every output has the same columns for a task, whatever rows failed, so files of one
+job always line up."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from service.scoring.job import OutputFormat
+from service.scoring.scorer import Row
+from service.scoring.sources import IdType
+from service.types import TaskName
+
+COMMON_COLUMNS = ("id", "path", "model", "version", "status", "error")
+TASK_COLUMNS: dict[str, tuple[str, ...]] = {
+    "classify": ("label", "probability", "top_labels", "top_indices", "top_probabilities", "ood_score", "is_ood"),
+    "reconstruct": ("reconstruction_error", "anomaly_threshold", "is_anomaly"),
+    "denoise": ("reconstruction_error", "output_path"),
+    "encode": ("latent",),
+}
+FORMATS: dict[str, OutputFormat] = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
+PARQUET_ROWS_PER_GROUP = 65536
+
+
+def columns(task: TaskName) -> tuple[str, ...]:
+    return COMMON_COLUMNS + TASK_COLUMNS[task]
+
+
+def format_for(path: Path, explicit: str | None) -> OutputFormat:
+    if explicit:
+        return FORMATS[f".{explicit}"]
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the output format from {path.name!r}; use .parquet, .jsonl or .csv or --format")
+    return fmt
+
+
+def temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_jsonl(path: Path, rows: Iterable[Row]) -> int:
+    """Atomically (temp file, fsync, rename): a reader sees the old file or the whole new one, never a part."""
+    temp = temp_path(path)
+    count = 0
+    with temp.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    return count
+
+
+def read_jsonl(path: Path) -> Iterator[Row]:
+    with path.open() as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def _arrow_schema(task: TaskName, id_type: IdType) -> Any:
+    import pyarrow as pa
+
+    types = {
+        "id": pa.int64() if id_type == "int" else pa.string(),
+        "path": pa.string(),
+        "model": pa.string(),
+        "version": pa.int64(),
+        "status": pa.string(),
+        "error": pa.string(),
+        "label": pa.string(),
+        "probability": pa.float64(),
+        "top_labels": pa.list_(pa.string()),
+        "top_indices": pa.list_(pa.int64()),
+        "top_probabilities": pa.list_(pa.float64()),
+        "ood_score": pa.float64(),
+        "is_ood": pa.bool_(),
+        "reconstruction_error": pa.float64(),
+        "anomaly_threshold": pa.float64(),
+        "is_anomaly": pa.bool_(),
+        "output_path": pa.string(),
+        "latent": pa.list_(pa.float64()),
+    }
+    return pa.schema([(name, types[name]) for name in columns(task)])
+
+
+def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return json.dumps(value)
+    return "" if value is None else value
+
+
+def write_output(path: Path, fmt: OutputFormat, task: TaskName, id_type: IdType, rows: Iterable[Row]) -> int:
+    """The final output, atomically; missing task columns (error rows) are null. Returns the row count."""
+    names = columns(task)
+    complete = ({name: row.get(name) for name in names} for row in rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        return write_jsonl(path, complete)
+    temp = temp_path(path)
+    count = 0
+    if fmt == "csv":
+        with temp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=names)
+            writer.writeheader()
+            for row in complete:
+                writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+                count += 1
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = _arrow_schema(task, id_type)
+        with pq.ParquetWriter(temp, schema) as writer:
+            for chunk in _chunks(complete, PARQUET_ROWS_PER_GROUP):
+                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+                count += len(chunk)
+    os.replace(temp, path)
+    return count
+
+
+def write_errors(path: Path, rows: Iterable[Row]) -> int:
+    """Only the failed inputs, with their reason: the list to fix or to look at."""
+    return write_jsonl(path, ({"id": r["id"], "path": r["path"], "error": r["error"]} for r in rows))
