@@ -147,7 +147,8 @@ def report(summary: Summary) -> None:
         f"{s.total - s.failed} ok, {s.failed} failed"
         + (f" (listed in {s.errors_path})" if s.failed else "")
         + f"; this run scored {s.scored} in {s.seconds:.1f} s ({s.rate:.0f} images/s), "
-        f"{s.resumed_shards} of {s.shards} shards were already done",
+        f"{s.resumed_shards} of {s.shards} shards were already done"
+        + (f"; start-up {s.startup_s:.1f} s, then {s.steady_rate:.0f} images/s" if s.startup_s is not None else ""),
         file=sys.stderr,
     )
 

@@ -59,6 +59,8 @@ class Plan:
     pending: list[int]
     scored: int = 0  # inputs scored by this run (resumed shards not counted)
     seconds: float = 0.0  # time spent scoring them
+    startup_s: float | None = None  # Ray: time until the first rows came back (start-up, actors, model loads)
+    startup_rows: int = 0
 
     def entries(self, index: int) -> Sequence:
         r = self.shards[index]
@@ -78,9 +80,20 @@ class Summary:
     output: Path
     errors_path: Path
 
+    startup_s: float | None = None
+    startup_rows: int = 0
+
     @property
     def rate(self) -> float:
         return self.scored / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_rate(self) -> float:
+        """Images/s after the first rows came back (Ray); the whole-run rate otherwise."""
+        if self.startup_s is None:
+            return self.rate
+        steady_s = self.seconds - self.startup_s
+        return (self.scored - self.startup_rows) / steady_s if steady_s > 0 else 0.0
 
 
 def with_task(job: Job, target: Target) -> Job:
@@ -180,4 +193,6 @@ def finish(plan: Plan) -> Summary:
         task=job.task,
         output=job.output,
         errors_path=job.errors_path,
+        startup_s=plan.startup_s,
+        startup_rows=plan.startup_rows,
     )

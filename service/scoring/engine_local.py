@@ -7,7 +7,7 @@ import asyncio
 
 from service.core import InferenceCore, build_core
 from service.metrics import Metrics
-from service.scoring.driver import Summary, finish, score_job
+from service.scoring.driver import Summary, finish, make_scorer, probe, score_job, with_task
 from service.scoring.job import Job, Target
 from service.scoring.sources import Source
 from service.settings import Settings
@@ -42,11 +42,16 @@ def target_of(core: InferenceCore, job: Job) -> Target:
     return Target(spec.name, spec.version, spec.task, spec.preprocessing)
 
 
-async def resolve_target(job: Job) -> Target:
-    """The version a core would serve, from a short-lived core (the Ray driver needs it before any actor)."""
-    core = await build_core(core_settings(job).model_copy(update={"warmup": False}), Metrics())
+async def checked_target(job: Job) -> tuple[Job, Target]:
+    """The version a core serves for the job, probed with the job's task, from a short-lived core: the Ray
+    driver knows the model and that the task works before it starts any actor."""
+    settings = core_settings(job).model_copy(update={"warmup": False})
+    core = await build_core(settings, Metrics())
     try:
-        return target_of(core, job)
+        target = target_of(core, job)
+        job = with_task(job, target)
+        await probe(make_scorer(core, job, target, max_pixels=settings.max_image_pixels, request_size=1))
+        return job, target
     finally:
         await core.close()
 
