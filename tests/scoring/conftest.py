@@ -1,0 +1,67 @@
+"""Fixtures for batch scoring: the tiny model repository of the service tests, real models and datasets when
+present, and a runner for the real `pixelserve score` command (in-process or as a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.score import main as score_main
+from tests.service.conftest import model_repository, repository_template
+
+__all__ = ["model_repository", "repository_template"]
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED_MODELS = ROOT / "models"
+SHARED_DATASETS = Path(os.environ.get("PIXELSERVE_DATA_DIR", ROOT.parent / "shared" / "datasets"))
+
+
+def require(path: Path, what: str) -> Path:
+    """Real models and data: skipped on a laptop without them, a failure in CI (CI=true), where they must exist."""
+    if not path.exists():
+        message = f"{what} not found at {path}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    return require(SHARED_DATASETS / "mnist.npz", "the real datasets").parent
+
+
+def score(*args: str | Path) -> int:
+    """`pixelserve score ARGS --no-progress` in this process; returns the exit status."""
+    return score_main([str(a) for a in args] + ["--no-progress"])
+
+
+def score_process(*args: str | Path, **kwargs: Any) -> subprocess.Popen[str]:
+    """`python -m pixelserve score ARGS` as a real child process."""
+    command = [sys.executable, "-m", "pixelserve", "score", *map(str, args), "--no-progress", "--device", "cpu"]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of any output format as dicts (CSV cells as text, as a CSV reader sees them)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if path.suffix == ".csv":
+        import csv
+
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def ids(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    return [row["id"] for row in rows]
