@@ -8,9 +8,11 @@ from starlette.responses import Response
 
 import pixelserve
 from service.metrics import Metrics
+from service.rest.artifacts import create_artifact_router
 from service.rest.auth import api_key_guard
 from service.rest.errors import install_error_handler
 from service.rest.limits import BodyLimitMiddleware
+from service.rest.playground import install_playground
 from service.rest.tasks import create_task_router
 from service.rest.v2 import create_v2_health_router, create_v2_router
 from service.settings import Settings
@@ -39,6 +41,8 @@ def create_app(core: Core, settings: Settings, metrics: Metrics) -> FastAPI:
     app.include_router(create_v2_health_router(core))
     app.include_router(create_task_router(core, settings, metrics), dependencies=protected)
     app.include_router(create_v2_router(core, settings, metrics), dependencies=protected)
+    app.include_router(create_artifact_router(core, settings), dependencies=protected)
+    install_playground(app)  # public: the page holds no data and asks for the key on 401
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     async def prometheus_metrics() -> Response:

@@ -1,0 +1,52 @@
+"""``GET /v1/models/{name}[/versions/{version}]/artifacts/{file}``: the training plots stored beside a model.
+
+Only files that the version's model.json lists in ``artifacts`` are served, and only plain image file names:
+a listed name with a separator, a leading dot or another suffix is refused too, so neither a request nor a
+hand-edited model.json can reach a path outside the version directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse
+
+from service.rest.routing import add_model_routes
+from service.settings import Settings
+from service.types import Core, ModelRef
+
+MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+def _servable(file: str) -> bool:
+    return Path(file).name == file and not file.startswith(".") and Path(file).suffix.lower() in MEDIA_TYPES
+
+
+def create_artifact_router(core: Core, settings: Settings) -> APIRouter:
+    router = APIRouter(tags=["models"])
+
+    async def model_artifact(name: str, file: str, version: int | None = None) -> FileResponse:
+        """A plot listed in the version's model.json ``artifacts`` (learning curves, confusion matrix, ...)."""
+        spec = core.model_info(ModelRef(name, version)).spec
+        directory = settings.model_repository / spec.name / str(spec.version)
+        path = directory / file
+        if file not in spec.artifacts or not _servable(file) or not path.is_file():
+            raise HTTPException(404, f"model {spec.name} version {spec.version} has no artifact {file!r}")
+        return FileResponse(
+            path,
+            media_type=MEDIA_TYPES[path.suffix.lower()],
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"},
+        )
+
+    add_model_routes(
+        router,
+        "/v1/models/{name}",
+        "/artifacts/{file}",
+        model_artifact,
+        "GET",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}}, "description": "the plot"}},
+    )
+    return router
