@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from service.score import main as score_main
-from tests.service.conftest import model_repository, repository_template
+from tests.service.conftest import metrics, model_repository, repository_template, settings
 
-__all__ = ["model_repository", "repository_template"]
+__all__ = ["metrics", "model_repository", "repository_template", "settings"]
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_MODELS = ROOT / "models"
