@@ -1,0 +1,59 @@
+# pixelserve serving image: REST :8000, gRPC :8001, metrics on /metrics, the default model repository at /models.
+#
+#   CPU: docker build -t pixelserve .
+#   GPU: docker build -t pixelserve:gpu --build-arg BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 \
+#          --build-arg ORT_PACKAGE=onnxruntime-gpu --build-arg DEVICE=cuda .
+#
+# No TensorFlow and no training code: the dependencies are pyproject.toml's [serve] extra, with the onnxruntime
+# distribution chosen by ORT_PACKAGE (both provide the `onnxruntime` module). BASE_IMAGE may be any image with
+# python3 >= 3.11 and the venv module (or apt-get to install them), e.g. a locally built Debian base where no
+# registry is reachable. Works with BuildKit and with the classic builder.
+
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS base
+# CUDA base images carry no Python: install the distribution's python3 (>= 3.11) where it is missing.
+RUN if ! python3 -c "import sys, tomllib, venv, ensurepip" 2>/dev/null; then \
+      apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        python3 python3-venv ca-certificates && rm -rf /var/lib/apt/lists/*; \
+    fi
+
+FROM base AS build
+ARG ORT_PACKAGE=onnxruntime
+# Optional package index for pip (a mirror); unset means PyPI.
+ARG PIP_INDEX_URL
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY deploy/docker/requirements.py deploy/docker/requirements.py
+# Dependencies first (a layer that survives code changes), then the project itself without dependencies.
+RUN python3 -m venv /opt/pixelserve \
+ && python3 deploy/docker/requirements.py pyproject.toml serve "${ORT_PACKAGE}" > requirements.txt \
+ && /opt/pixelserve/bin/pip install -r requirements.txt
+COPY pixelserve pixelserve
+COPY service service
+# pip and setuptools are not needed to serve (about 20 MB); bytecode is compiled once here, since the container
+# runs with PYTHONDONTWRITEBYTECODE (and a read-only root filesystem in Kubernetes).
+RUN /opt/pixelserve/bin/pip install --no-deps . \
+ && /opt/pixelserve/bin/python -m pip uninstall -q -y pip setuptools \
+ && find /opt/pixelserve -name __pycache__ -prune -exec rm -rf {} + \
+ && /opt/pixelserve/bin/python -m compileall -q /opt/pixelserve/lib
+
+FROM base
+ARG DEVICE=cpu
+ENV PATH=/opt/pixelserve/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIXELSERVE_MODEL_REPOSITORY=/models \
+    PIXELSERVE_DEVICE=${DEVICE}
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pixelserve
+COPY --from=build /opt/pixelserve /opt/pixelserve
+COPY models/ /models/
+USER 10001:10001
+VOLUME ["/models"]
+EXPOSE 8000 8001
+# Ready = models loaded and not draining (the same endpoint Kubernetes and load balancers use).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+  CMD python3 -c "import os, urllib.request as r; r.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('PIXELSERVE_HTTP_PORT', '8000'), timeout=2)"
+ENTRYPOINT ["pixelserve"]
+CMD ["serve"]
