@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -91,13 +92,16 @@ def job_from_args(args: argparse.Namespace) -> Job:
     for value, flag in ((args.shard_size, "--shard-size"), (args.batch_size, "--batch-size"), (args.top_k, "--top-k")):
         if value < 1:
             raise ValueError(f"{flag} must be at least 1")
+    fmt = format_for(output, args.format)
+    if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise ValueError("Parquet output needs pyarrow: pip install 'pixelserve[batch]' (or write .jsonl or .csv)")
     return Job(
         model=name,
         version=version,
         task=args.task,
         input=args.input,
         output=output,
-        format=format_for(output, args.format),
+        format=fmt,
         images_dir=args.images_dir or output.with_name(f"{output.name.split('.')[0]}-images"),
         repository=args.model_repository,
         npz_key=args.npz_key,

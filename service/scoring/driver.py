@@ -21,24 +21,28 @@ from service.types import ImageInputs
 
 
 class Progress:
-    """A tqdm bar in images with rate and ETA (tqdm is in the [batch] extra); silent when turned off."""
+    """A tqdm bar in images with rate and ETA; none when turned off or when tqdm (the [batch] extra) is missing,
+    as in the serving image: the summary at the end still says everything."""
 
     def __init__(self, plan: Plan) -> None:
         pending = set(plan.pending)
         done = sum(len(r) for i, r in enumerate(plan.shards) if i not in pending)
         self.bar = None
-        if plan.job.progress:
+        if not plan.job.progress:
+            return
+        try:
             from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=len(plan.source.entries),
-                initial=done,
-                unit="img",
-                desc="scoring",
-                file=sys.stderr,
-                mininterval=0.5,
-                smoothing=0.1,
-            )
+        except ImportError:
+            return
+        self.bar = tqdm(
+            total=len(plan.source.entries),
+            initial=done,
+            unit="img",
+            desc="scoring",
+            file=sys.stderr,
+            mininterval=0.5,
+            smoothing=0.1,
+        )
 
     def update(self, count: int) -> None:
         if self.bar is not None:

@@ -58,7 +58,7 @@ def _init_ray(job: Job) -> Any:
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False, "include_dashboard": False}
-    if job.ray_address:
+    if job.ray_address or os.environ.get("RAY_ADDRESS"):  # a cluster (`ray job submit` / RayJob set RAY_ADDRESS)
         ray.init(address=job.ray_address, **quiet)
     else:
         ray.init(_temp_dir=RAY_TEMP_DIR, **quiet)
