@@ -46,10 +46,13 @@ def test_server_engine_denoises_into_pngs_like_the_local_engine(model_repository
 
 
 async def test_client_retries_a_full_queue_until_every_request_is_answered(settings, metrics) -> None:
-    """A server that queues at most 8 images, 12 concurrent requests of 8: most are refused at first and retried."""
+    """A server that queues at most 8 images and holds each batch open 100 ms to fill it: of 12 concurrent requests
+    of 8 images only one fits at a time, the others are refused with RESOURCE_EXHAUSTED and retried."""
     images = random_images(8, seed=4)
     (expected,) = reference_session(settings.model_repository, CLASSIFIER).run(["probabilities"], {"image": images})
-    core = await build_core(settings.model_copy(update={"max_queue_size": 8, "max_batch_size": 8}), metrics)
+    core = await build_core(
+        settings.model_copy(update={"max_queue_size": 8, "max_batch_size": 64, "max_queue_delay_ms": 100.0}), metrics
+    )
     try:
         async with grpc_server(core, settings, metrics) as address:
             client = TaskClient(address, concurrency=12, backoff_s=0.01, max_backoff_s=0.05, retries=200)
