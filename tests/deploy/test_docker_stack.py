@@ -70,18 +70,23 @@ def pick(specs: dict[str, ModelSpec], task: str, preferred: str) -> ModelSpec | 
 @pytest.fixture(scope="module")
 def models() -> Iterator[Models]:
     """The default repository when it holds a classifier and a denoiser (CI: mnist-classifier, mnist-denoiser);
-    otherwise the tiny test models, in a directory the container's non-root user can read."""
-    specs = served_specs(ROOT / "models")
+    otherwise its models plus the tiny test models, in a directory the container's non-root user can read."""
+    default = ROOT / "models"
+    specs = served_specs(default)
     classifier, denoiser = pick(specs, "classify", "mnist-classifier"), pick(specs, "denoise", "mnist-denoiser")
     if classifier and denoiser:
-        yield Models(ROOT / "models", classifier, denoiser)
+        yield Models(default, classifier, denoiser)
         return
     scratch = Path(tempfile.mkdtemp(prefix="pixelserve-models-"))
     scratch.chmod(0o755)
     try:
         repository = build_repository(scratch / "models")
+        for name in specs:
+            shutil.copytree(default / name, repository / name)
         specs = served_specs(repository)
-        yield Models(repository, specs["tiny-classifier"], specs["tiny-denoiser"])
+        classifier, denoiser = pick(specs, "classify", "mnist-classifier"), pick(specs, "denoise", "mnist-denoiser")
+        assert classifier and denoiser
+        yield Models(repository, classifier, denoiser)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
