@@ -6,7 +6,9 @@ Scores the MNIST test set (10k images) from mnist.npz (tensors, no decoding) and
 once into --png-dir), with the local engine and with Ray in local mode (start-up and steady state reported
 apart), and runs a plain onnxruntime loop over the same arrays in batches of the same size. The plain loop runs
 the graphs the core runs: the classifier, plus its paired OOD autoencoder when it has one (the core scores
-both). Prints a markdown table: images/s and the ratio to the plain loop.
+both). The plain loop and the local engine run --repeat rounds, interleaved, and the best round counts; Ray runs
+once (its start-up is reported apart from its steady state). Prints a markdown table: images/s and the ratio
+to the plain loop, with the machine's load average.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=10_000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--png-dir", type=Path, default=Path(tempfile.gettempdir()) / "pixelserve-bench" / "mnist-png")
+    p.add_argument("--repeat", type=int, default=3, help="rounds of the plain loop and the local engine (best kept)")
     p.add_argument("--no-ray", action="store_true")
     args = p.parse_args()
 
@@ -117,12 +120,19 @@ def main() -> None:
     np.savez(npz, x_test=x)
     pngs = write_pngs(x, args.png_dir)
 
-    results: list[Result] = []
-    plain = plain_loop(args.model_repository, args.model, x, args.batch_size, threads=0)
-    results.append(plain)
-    for label, source in (("npz", npz), ("PNG files", pngs)):
-        s = score(args, source, work / "local.parquet")
-        results.append(Result(f"local engine, {label}", s.scored, s.seconds))
+    # Best of --repeat rounds, plain and local interleaved: on a shared machine the slow rounds measure the
+    # neighbours, not us.
+    rounds: dict[str, list[Result]] = {}
+    for _ in range(args.repeat):
+        plain = plain_loop(args.model_repository, args.model, x, args.batch_size, threads=0)
+        rounds.setdefault(plain.name, []).append(plain)
+        for label, source in (("npz", npz), ("PNG files", pngs)):
+            s = score(args, source, work / "local.parquet")
+            rounds.setdefault(f"local engine, {label}", []).append(
+                Result(f"local engine, {label}", s.scored, s.seconds)
+            )
+    results = [max(runs, key=lambda r: r.rate) for runs in rounds.values()]
+    plain = results[0]
     if not args.no_ray:
         for label, source in (("npz", npz), ("PNG files", pngs)):
             s = score(args, source, work / "ray.parquet", "--engine", "ray")
