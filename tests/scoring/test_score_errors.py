@@ -115,14 +115,25 @@ def test_unknown_model_and_unsupported_task_fail_before_any_output(model_reposit
     assert not out.exists() and not work_dir_for(out).exists()
 
 
-def test_ray_engine_without_ray_installed_says_how_to_install_it(tmp_path) -> None:
-    np.savez(tmp_path / "data.npz", x_test=random_images(3))
+def score_without(modules: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`pixelserve score ARGS` in a child where `modules` cannot be imported, as without the [batch] extra."""
     program = (
-        "import sys; sys.modules['ray'] = None\n"
+        f"import sys; sys.modules.update(dict.fromkeys({modules!r}))\n"
         "from pixelserve.cli import main\n"
-        f"raise SystemExit(main(['score', '--model', 'm', '--input', {str(tmp_path / 'data.npz')!r}, "
-        f"'--output', {str(tmp_path / 'out.jsonl')!r}, '--engine', 'ray']))"
+        f"raise SystemExit(main(['score', *{list(args)!r}]))"
     )
-    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == EXIT_USAGE
-    assert "pip install 'pixelserve[batch]'" in done.stderr
+    return subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_without_the_batch_extra_ray_and_parquet_say_how_to_install_it(model_repository, tmp_path) -> None:
+    np.savez(tmp_path / "data.npz", x_test=random_images(3))
+    common = ["--model", CLASSIFIER, "--model-repository", str(model_repository), "--input", str(tmp_path / "data.npz")]
+    missing = ["ray", "pyarrow", "tqdm"]
+
+    ray = score_without(missing, *common, "--output", str(tmp_path / "out.jsonl"), "--engine", "ray")
+    assert ray.returncode == EXIT_USAGE and "pip install 'pixelserve[batch]'" in ray.stderr
+    parquet = score_without(missing, *common, "--output", str(tmp_path / "out.parquet"))
+    assert parquet.returncode == EXIT_USAGE and "Parquet output needs pyarrow" in parquet.stderr
+    jsonl = score_without(missing, *common, "--output", str(tmp_path / "out.jsonl"))  # no bar, same rows
+    assert jsonl.returncode == 0, jsonl.stderr
+    assert ids(read_rows(tmp_path / "out.jsonl")) == [0, 1, 2]
