@@ -23,6 +23,7 @@ tensors: a client sending tensors is expected to know the model's shape).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,6 +54,15 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(settings.max_request_bytes, settings.max_image_pixels, settings.max_batch_images)
+
+
+# Pillow names an in-memory file by its address ("cannot identify image file <_io.BytesIO object at 0x7f..>"):
+# noise to a client, and it makes identical requests give different messages.
+_OBJECT_REPR = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _pillow_reason(exc: BaseException) -> str:
+    return _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
 
 
 def sniff_format(data: bytes) -> str:
@@ -102,7 +112,7 @@ def decode_image(data: bytes, pre: Preprocessing, *, max_pixels: int, index: int
         message = f"image {index} is too large: over {max_pixels} pixels (max_image_pixels): {exc}"
         raise PayloadTooLarge(message) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidInput(f"image {index} is not a valid {expected} file: {exc}") from exc
+        raise InvalidInput(f"image {index} is not a valid {expected} file: {_pillow_reason(exc)}") from exc
     pixels = np.asarray(image, dtype=np.uint8)
     return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
 

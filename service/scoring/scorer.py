@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -36,10 +35,6 @@ from service.types import (
 )
 
 Row = dict[str, Any]
-
-# Pillow names the in-memory file by its address ("cannot identify image file <_io.BytesIO object at 0x7f..>");
-# rows must be the same on every run, so the address goes.
-OBJECT_REPR = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 class TaskRunner(Protocol):
@@ -120,7 +115,7 @@ class Scorer:
                     self._check_size(payload)
                 out.append(images.decode_image(payload, pre, max_pixels=self.max_pixels))
             except InvalidInput as exc:  # PayloadTooLarge included
-                out.append(InvalidInput(OBJECT_REPR.sub("", exc.message.replace("image 0 ", "image ", 1))))
+                out.append(InvalidInput(exc.message.replace("image 0 ", "image ", 1)))
         return out
 
     def _check_size(self, data: bytes) -> None:
