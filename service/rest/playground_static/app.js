@@ -54,7 +54,7 @@ function geometry() {
 }
 
 function percent(p) {
-  return `${(100 * p).toFixed(1)}%`;
+  return p > 0 && p < 0.0005 ? "<0.1%" : `${(100 * p).toFixed(1)}%`;
 }
 
 function number(value, digits = 4) {
@@ -289,14 +289,13 @@ function resize(image) {
   return img.fitToModel(canvas, width, height, grayscale);
 }
 
-function setInput(label, file, image, decodeError = null) {
+function setInput(label, file, image, { decodeError = null, note = "as sent" } = {}) {
   state.input = { label, file, image, decodeError };
   const { width, height, grayscale } = geometry();
-  const preview = $("input-preview");
-  img.paint(preview, image ?? new ImageData(width, height));
+  img.paint($("input-preview"), image ?? new ImageData(width, height));
   $("input-label").textContent = label;
   $("input-size").textContent = image
-    ? `${width}×${height} ${grayscale ? "grayscale" : "RGB"}${file ? " (resized here; the server resizes the original)" : ", as sent"}`
+    ? `${width}×${height} ${grayscale ? "grayscale" : "RGB"}, ${file ? "resized here; the server resizes the original" : note}`
     : "the browser cannot display this file";
   runTask();
 }
@@ -308,13 +307,14 @@ async function setInputFile(file) {
     const bitmap = await img.decodeImage(file, `"${file.name}"`);
     setInput(file.name, file, img.fitToModel(bitmap, width, height, grayscale));
   } catch (error) {
-    setInput(file.name, file, null, error);
+    setInput(file.name, file, null, { decodeError: error });
   }
 }
 
 function drawingChanged() {
   const image = img.mnistCentre($("pad"));
-  if (image) setInput("Your drawing (cropped, scaled to 20 px and centred by mass, as in MNIST)", null, resize(image));
+  const note = "as sent: cropped to the ink, scaled to 20 px and centred by mass, like MNIST";
+  if (image) setInput("Your drawing", null, resize(image), { note });
 }
 
 function wireInput() {
@@ -344,15 +344,21 @@ function showTaskPanel(task) {
   }
   $("classify-result").hidden = true;
   $("classify-empty").hidden = false;
-  $("anomaly").hidden = true;
   const sigma = state.meta.spec.recipe?.noise_sigma || DEFAULT_SIGMA;
   $("sigma").value = String(sigma);
   $("sigma-value").textContent = Number(sigma).toFixed(2);
+  clearFigures();
+}
+
+/** Blank the denoise and reconstruct figures, so no output outlives the input it belonged to. */
+function clearFigures() {
+  const { width, height } = geometry();
   for (const id of ["dn-original", "dn-noisy", "dn-output", "rc-input", "rc-output", "rc-heatmap"]) {
-    const { width, height } = geometry();
     img.paint($(id), new ImageData(width, height));
   }
   for (const id of ["psnr-noisy", "psnr-denoised", "heatmap-scale"]) $(id).textContent = "";
+  $("heatmap-legend").hidden = true;
+  $("anomaly").hidden = true;
 }
 
 function runTask() {
@@ -374,6 +380,7 @@ async function runPanel(task, busy, { needsPixels = false, hideOnError = [] }, w
   const current = ticket(task);
   showPanelError(task, "");
   if (needsPixels && !input.image) {
+    clearFigures();
     showPanelError(task, input.decodeError.message);
     return;
   }
@@ -486,6 +493,7 @@ function runReconstruct() {
       img.paint($("rc-output"), output);
       img.paint($("rc-heatmap"), heat.image);
       $("heatmap-scale").textContent = number(heat.max, 3);
+      $("heatmap-legend").hidden = false;
       renderAnomaly(item);
     }
     return served(result.model);
