@@ -138,6 +138,30 @@ def test_drawn_digit_is_classified_as_that_digit(page: Page, server, digit: str)
     screenshot(page, f"02-draw-{digit}")
 
 
+def test_finger_drawn_one_is_classified_on_a_touch_screen(browser, server) -> None:
+    """Real touch events (Chromium's input pipeline, as a phone sends them) reach the pad as pointer events."""
+    require_models(MNIST_CLASSIFIER)
+    context = browser.new_context(viewport={"width": 412, "height": 915}, has_touch=True, is_mobile=True)
+    try:
+        tab = context.new_page()
+        open_model(tab, server, MNIST_CLASSIFIER)
+        tab.locator("#pad").scroll_into_view_if_needed()
+        box = tab.locator("#pad").bounding_box()
+        assert box is not None
+        x = box["x"] + box["width"] / 2
+        touch = context.new_cdp_session(tab)
+        ys = np.linspace(box["y"] + 0.15 * box["height"], box["y"] + 0.85 * box["height"], 12)
+        touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": ys[0]}]})
+        for y in ys[1:]:
+            touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        wait_done(tab, "classify")
+        expect(tab.locator("#top1-label")).to_have_text("1")
+        screenshot(tab, "02-touch-1-mobile")
+    finally:
+        context.close()
+
+
 def test_uploaded_cifar_ship_shows_the_models_top1(page: Page, server, ship_jpeg: Path) -> None:
     open_model(page, server, CIFAR_CLASSIFIER)
     page.set_input_files("#file-input", str(ship_jpeg))

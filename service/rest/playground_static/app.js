@@ -313,7 +313,7 @@ async function setInputFile(file) {
 
 function drawingChanged() {
   const image = img.mnistCentre($("pad"));
-  const note = "as sent: cropped to the ink, scaled to 20 px and centred by mass, like MNIST";
+  const note = "as sent, centred like MNIST";
   if (image) setInput("Your drawing", null, resize(image), { note });
 }
 
