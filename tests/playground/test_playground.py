@@ -195,7 +195,7 @@ def test_denoise_shows_three_images_and_beats_the_noisy_psnr(page: Page, server,
     channels = 1 if model == MNIST_DENOISER else 3
     assert shown_noisy == pytest.approx(psnr(original[..., :channels], noisy[..., :channels]), abs=1e-3)
     assert shown_denoised == pytest.approx(psnr(original[..., :channels], output[..., :channels]), abs=1e-3)
-    assert shown_denoised > shown_noisy + 3, f"denoised {shown_denoised:.2f} dB vs noisy {shown_noisy:.2f} dB"
+    assert shown_denoised > shown_noisy + 1, f"denoised {shown_denoised:.2f} dB vs noisy {shown_noisy:.2f} dB"
     expect(page.locator("#psnr-denoised")).to_have_text(re.compile(r"^PSNR \d+\.\d\d dB$"))
     screenshot(page, f"04-denoise-{model}")
 

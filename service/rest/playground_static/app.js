@@ -237,22 +237,54 @@ function renderModelInfo(meta) {
         class: "muted small",
         text: `${q.dataset}, ${q.split} split, ${q.samples.toLocaleString("en-US")} samples${q.notes ? ` · ${q.notes}` : ""}`,
       }),
-      el(
-        "div",
-        { class: "metric-chips" },
-        ...Object.entries(q.metrics).map(([name, value]) =>
-          el(
-            "div",
-            { class: "metric-chip" },
-            el("span", { class: "metric-name", text: name.replace(/_/g, " ") }),
-            el("span", { class: "metric-value", text: formatMetric(name, value) }),
-          ),
-        ),
-      ),
+      ...metricViews(q.metrics),
     );
   } else {
     quality.append(el("p", { class: "muted small", text: "No measured quality in model.json." }));
   }
+}
+
+/**
+ * Plain metrics as chips; metrics measured per condition (`psnr@sigma=0.3`, as denoisers report them) as a
+ * table with one row per condition.
+ */
+function metricViews(metrics) {
+  const plain = [];
+  const byCondition = new Map();
+  for (const [key, value] of Object.entries(metrics)) {
+    const [name, condition] = key.split("@");
+    if (condition === undefined) plain.push([name, value]);
+    else {
+      if (!byCondition.has(condition)) byCondition.set(condition, new Map());
+      byCondition.get(condition).set(name, value);
+    }
+  }
+  const views = [];
+  if (plain.length) {
+    const chips = plain.map(([name, value]) =>
+      el(
+        "div",
+        { class: "metric-chip" },
+        el("span", { class: "metric-name", text: name.replace(/_/g, " ") }),
+        el("span", { class: "metric-value", text: formatMetric(name, value) }),
+      ),
+    );
+    views.push(el("div", { class: "metric-chips" }, ...chips));
+  }
+  if (byCondition.size) {
+    const names = [...new Set([...byCondition.values()].flatMap((m) => [...m.keys()]))];
+    const header = el("tr", {}, el("th", { text: "" }), ...names.map((n) => el("th", { text: n.replace(/_/g, " ") })));
+    const rows = [...byCondition].map(([condition, values]) =>
+      el(
+        "tr",
+        {},
+        el("th", { text: condition.replace("sigma=", "σ = ") }),
+        ...names.map((n) => el("td", { text: values.has(n) ? formatMetric(n, values.get(n)) : "–" })),
+      ),
+    );
+    views.push(el("div", { class: "table-scroll" }, el("table", { class: "metric-table" }, el("thead", {}, header), el("tbody", {}, ...rows))));
+  }
+  return views;
 }
 
 // ---- input: drawing pad, upload, samples --------------------------------------------------------------------
