@@ -65,8 +65,10 @@ def require_models(*names: str) -> None:
     require(not missing, f"default models missing from {DEFAULT_REPOSITORY}: {', '.join(missing)}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Module-scoped on purpose: Playwright's sync API keeps an event loop running while it is open, which
+    would break every pytest-asyncio test collected after this package."""
     require(CHROMIUM.exists(), f"{CHROMIUM} not found: apt-get install -y chromium")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
