@@ -16,12 +16,14 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 def presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    """Only text entries count: binary (``-bin``) values, e.g. tracing context, may hold any bytes."""
     for key, value in metadata or ():
-        text = value.decode() if isinstance(value, bytes) else value
+        if isinstance(value, bytes):
+            continue
         if key == "x-api-key":
-            return text
-        if key == "authorization" and text.lower().startswith("bearer "):
-            return text[len("bearer ") :].strip()
+            return value
+        if key == "authorization" and value.lower().startswith("bearer "):
+            return value[len("bearer ") :].strip()
     return None
 
 

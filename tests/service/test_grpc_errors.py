@@ -148,8 +148,10 @@ async def test_full_queue_is_resource_exhausted_with_retry_after(model_repositor
         ((("authorization", "Bearer wrong"),), grpc.StatusCode.UNAUTHENTICATED),
         ((("x-api-key", "s3cret"),), grpc.StatusCode.OK),
         ((("authorization", "Bearer s3cret"),), grpc.StatusCode.OK),
+        ((("trace-bin", b"\xff\xfe"), ("x-api-key", "s3cret")), grpc.StatusCode.OK),
+        ((("x-api-key-bin", b"\xff"),), grpc.StatusCode.UNAUTHENTICATED),
     ],
-    ids=["missing", "wrong-key", "wrong-bearer", "key", "bearer"],
+    ids=["missing", "wrong-key", "wrong-bearer", "key", "bearer", "key-after-binary-metadata", "binary-key-only"],
 )
 async def test_api_key_is_required_when_configured(core, settings, metrics, metadata, expected) -> None:
     async with (
