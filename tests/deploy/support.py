@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.prerequisites import require
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "pixelserve.json"
@@ -19,12 +18,8 @@ def tool(name: str) -> str:
     then on PATH. Missing is a failure in CI and a skip elsewhere."""
     found = Path(sys.executable).with_name(name)
     path = str(found) if found.exists() else shutil.which(name)
-    if path is None:
-        message = f"{name} is missing: pip install -e '.[dev]'"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    require(path is not None, f"{name} is missing: pip install -e '.[dev]'")
+    return str(path)
 
 
 def dashboard_queries(dashboard: dict) -> Iterator[str]:

@@ -29,6 +29,7 @@ from pixelserve.modelspec import OUTPUT_PROBABILITIES, OUTPUT_RECONSTRUCTION, SP
 from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 from tests.deploy.support import DASHBOARD, ROOT, dashboard_queries
+from tests.prerequisites import require
 from tests.service.models import build_repository, encode_image, reference_session
 
 pytestmark = pytest.mark.docker
@@ -38,10 +39,6 @@ TAG = "ci"
 HOST_NETWORK = ["-f", str(ROOT / "deploy" / "compose.host.yml")]
 REST, GRPC, PROMETHEUS = 8000, 8001, 9090
 HEALTHY_TIMEOUT_S = 180.0
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI") == "true"
 
 
 @dataclass(frozen=True)
@@ -95,11 +92,7 @@ def models() -> Iterator[Models]:
 def base_image() -> str:
     """deploy/ci/docker-up.sh: a running Docker engine and the local Debian base image (built once, cached)."""
     result = subprocess.run([str(ROOT / "deploy" / "ci" / "docker-up.sh")], capture_output=True, text=True)
-    if result.returncode != 0:
-        message = f"no Docker engine: deploy/ci/docker-up.sh failed:\n{result.stderr[-3000:]}"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+    require(result.returncode == 0, f"no Docker engine: deploy/ci/docker-up.sh failed:\n{result.stderr[-3000:]}")
     return result.stdout.strip().splitlines()[-1]
 
 

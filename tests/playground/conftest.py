@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
+from tests.prerequisites import require
 from tests.service.rest_support import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,15 +49,6 @@ CIFAR_DENOISER = "cifar10-denoiser"
 DEFAULT_MODELS = (MNIST_CLASSIFIER, CIFAR_CLASSIFIER, MNIST_DENOISER, MNIST_AUTOENCODER, CIFAR_DENOISER)
 API_KEY = "playground-key"
 SMALL_BODY_LIMIT = 64 * 1024
-
-
-def require(condition: bool, reason: str) -> None:
-    """A missing prerequisite fails in CI (where everything must be there) and skips locally."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def require_models(*names: str) -> None:

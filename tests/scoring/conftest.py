@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from service.score import main as score_main
+from tests import prerequisites
 from tests.service.conftest import metrics, model_repository, repository_template, settings
 
 __all__ = ["metrics", "model_repository", "repository_template", "settings"]
@@ -25,11 +26,7 @@ SHARED_DATASETS = Path(os.environ.get("PIXELSERVE_DATA_DIR", ROOT.parent / "shar
 
 def require(path: Path, what: str) -> Path:
     """Real models and data: skipped on a laptop without them, a failure in CI (CI=true), where they must exist."""
-    if not path.exists():
-        message = f"{what} not found at {path}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    prerequisites.require(path.exists(), f"{what} not found at {path}")
     return path
 
 

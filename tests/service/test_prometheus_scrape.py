@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import subprocess
 import time
@@ -14,6 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from tests.prerequisites import require
 from tests.service.grpc_support import free_port
 from tests.service.models import CLASSIFIER, encode_image, random_images
 from tests.service.rest_support import rest_server
@@ -32,11 +32,8 @@ scrape_configs:
 
 @pytest.fixture
 def prometheus_binary() -> str:
-    if PROMETHEUS is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the prometheus binary is missing in CI (apt-get install prometheus)")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
-    return PROMETHEUS
+    require(PROMETHEUS is not None, "the prometheus binary is not installed (apt-get install prometheus)")
+    return str(PROMETHEUS)
 
 
 async def query(http: httpx.AsyncClient, promql: str) -> list[dict]:
