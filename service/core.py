@@ -200,7 +200,8 @@ class InferenceCore:
                 raise InvalidInput(f"unknown output(s) {unknown}; model {served.name!r} has {declared}")
             _, results = await self._run(served, inputs)
         wanted = list(outputs) if outputs else declared
-        return InferResult(ServedBy(served.name, served.version), {name: results[name] for name in wanted})
+        outputs = {name: results[name] for name in wanted}
+        return InferResult(ServedBy(served.name, served.version), outputs, labels=served.spec.labels)
 
     # -- metadata and control ----------------------------------------------------------------------------
 

@@ -89,6 +89,7 @@ class InferResult:
 
     model: ServedBy
     outputs: dict[str, np.ndarray]
+    labels: list[str] | None = None  # the served version's class labels, for the classification extension
 
 
 @dataclass(frozen=True)

@@ -224,8 +224,7 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics) -> APIRou
             wanted = [o.name for o in decoded.request.outputs] if decoded.request.outputs is not None else None
             result = await core.infer(ModelRef(name, version), _image_input(decoded), outputs=wanted)
             tracker.version = result.model.version
-            labels = core.model_info(ModelRef(result.model.name, result.model.version)).spec.labels
-            outputs = _output_tensors(decoded, result, labels)
+            outputs = _output_tensors(decoded, result, result.labels)
             size = sum(t.array.nbytes for t in outputs)
             content, headers = await run_sized(
                 size, encode_response, result.model.name, result.model.version, decoded.request.id, outputs
@@ -244,7 +243,7 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics) -> APIRou
     @router.post("/v2/repository/index")
     async def repository_index(request: Request) -> JSONResponse:
         """Every version with its state; ``{"ready": true}`` keeps only the ready ones."""
-        ready_only = bool((await _json_body(request)).get("ready", False))
+        ready_only = (await _json_body(request)).get("ready", False) is True
         entries = [_repository_entry(s) for s in core.index() if not ready_only or s.state == "ready"]
         return JSONResponse(entries)
 

@@ -129,6 +129,12 @@ async def test_infer_returns_raw_outputs_optionally_filtered(core: InferenceCore
     assert list(latent_only.outputs) == ["latent"]
     with pytest.raises(InvalidInput, match=r"unknown output\(s\) \['logits'\]"):
         await core.infer(ModelRef(AUTOENCODER), ImageInputs(tensor=X), ["latent", "logits"])
+    assert everything.labels is None
+
+
+async def test_infer_carries_the_served_versions_labels(core: InferenceCore) -> None:
+    result = await core.infer(ModelRef(CLASSIFIER), ImageInputs(tensor=X))
+    assert result.labels == core.model_info(ModelRef(CLASSIFIER)).spec.labels
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from PIL import Image
 from pixelserve.modelspec import OUTPUT_ERROR, OUTPUT_LATENT, OUTPUT_PROBABILITIES, OUTPUT_RECONSTRUCTION
 from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+from service.metrics import UNKNOWN_MODEL
 from tests.service.grpc_support import grpc_server
 from tests.service.models import (
     AUTOENCODER,
@@ -175,6 +176,6 @@ async def test_requests_are_counted_by_model_task_protocol_and_code(stub, metric
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.Classify(pb.ClassifyRequest(model="no-such-model", inputs=encoded(random_images(1))))
     assert count(CLASSIFIER, "1", "OK") == 1
-    assert count("no-such-model", "", "NOT_FOUND") == 1
+    assert count(UNKNOWN_MODEL, "", "NOT_FOUND") == 1  # client-chosen names do not become label values
     latency = {"model": CLASSIFIER, "version": "1", "task": "classify", "protocol": "grpc"}
     assert metrics.registry.get_sample_value("pixelserve_request_duration_seconds_count", latency) == 1

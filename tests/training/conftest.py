@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.prerequisites import require
+
 SHARED_DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
 
@@ -38,6 +40,5 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shared_datasets() -> Path:
     """The real datasets; CI always has them beside the checkout."""
     data_dir = Path(__import__("os").environ.get("PIXELSERVE_DATA_DIR", SHARED_DATASETS))
-    if not (data_dir / "mnist.npz").exists():
-        pytest.skip(f"real datasets not found in {data_dir}")
+    require((data_dir / "mnist.npz").exists(), f"real datasets not found in {data_dir}")
     return data_dir
