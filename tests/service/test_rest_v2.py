@@ -163,9 +163,13 @@ async def test_statistics_count_the_traffic(aio_client, sync_client) -> None:
     assert entry["inference_stats"]["success"]["count"] == 3
     assert entry["inference_stats"]["compute_infer"]["ns"] > 0
     assert entry["last_inference"] > 0
-    everything = await asyncio.to_thread(sync_client.get_inference_statistics)
+
+    def sync_statistics() -> tuple[dict, dict]:
+        # One worker thread for both calls: the gevent-based client cannot move between threads.
+        return sync_client.get_inference_statistics(), sync_client.get_inference_statistics(CLASSIFIER, "1")
+
+    everything, versioned = await asyncio.to_thread(sync_statistics)
     assert {s["name"] for s in everything["model_stats"]} >= {CLASSIFIER, AUTOENCODER, DENOISER}
-    versioned = await asyncio.to_thread(sync_client.get_inference_statistics, CLASSIFIER, "1")
     assert versioned["model_stats"][0]["inference_count"] == 15
 
 
