@@ -13,7 +13,7 @@ import logging
 import os
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,7 +227,7 @@ def _decode_folder(path: Path, name: str, labels: list[str] | None) -> Dataset:
     return Dataset(name, **arrays, labels=labels, source=str(path), sha256=digest)
 
 
-def _walk(path: Path) -> Iterator[tuple[str, callable]]:
+def _walk(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
     if path.is_dir():
         for file in sorted(path.rglob("*")):
             if file.is_file():

@@ -171,7 +171,7 @@ def measure(session: ort.InferenceSession, recipe: Recipe, data: Dataset, out: P
     dataset_name = "CIFAR-10 (JPEG copy)" if data.name == "cifar10" and "jpeg" in data.source else data.name
     clean = data.x_test
     metrics, classes = evaluate.task_metrics(
-        session, recipe.task, clean, data.y_test, data.labels, eval_sigmas(recipe), recipe.seed
+        session, recipe.task, clean, data.y_test, data.labels, recipe.sigmas, recipe.seed
     )
     if classes is not None:
         plots.confusion_matrix(classes.confusion, data.labels, out / plots.CONFUSION_MATRIX)
@@ -196,10 +196,6 @@ def measure(session: ort.InferenceSession, recipe: Recipe, data: Dataset, out: P
     rows = [("original", clean[:10])] + ([("noisy", shown)] if recipe.task == "denoise" else []) + [("output", output)]
     plots.reconstruction_grid(rows, out / plots.RECONSTRUCTIONS)
     return Quality(dataset=dataset_name, samples=len(clean), metrics=metrics, notes=notes), extras
-
-
-def eval_sigmas(recipe: Recipe) -> tuple[float, ...]:
-    return tuple(recipe.eval_sigmas) or (recipe.noise_sigma,)
 
 
 def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

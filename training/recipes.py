@@ -73,6 +73,11 @@ class Recipe:
             changes[key] = value
         return dataclasses.replace(self, **changes)
 
+    @property
+    def sigmas(self) -> tuple[float, ...]:
+        """Noise levels a denoiser is measured at: eval_sigmas, else the training sigma."""
+        return tuple(self.eval_sigmas) or (self.noise_sigma,)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -19,8 +19,9 @@ def reproduce_quality(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:
     recipe = Recipe.from_dict(spec.recipe)
     data = load_dataset(recipe.dataset, data_dir)
     session = evaluate.cpu_session(model_dir / MODEL_FILE)
-    sigmas = tuple(recipe.eval_sigmas) or (recipe.noise_sigma,)
-    measured, _ = evaluate.task_metrics(session, spec.task, data.x_test, data.y_test, data.labels, sigmas, recipe.seed)
+    measured, _ = evaluate.task_metrics(
+        session, spec.task, data.x_test, data.y_test, data.labels, recipe.sigmas, recipe.seed
+    )
     recorded = spec.quality.metrics if spec.quality else {}
     return {
         "model": f"{spec.name}/{spec.version}",

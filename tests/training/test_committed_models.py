@@ -43,11 +43,9 @@ def test_repository_holds_the_default_models_within_the_size_budget() -> None:
 def test_model_json_validates_and_matches_the_graph(version_dir: Path) -> None:
     spec = ModelSpec.load(version_dir / SPEC_FILE)
     assert spec.name == version_dir.parent.name and spec.version == int(version_dir.name)
-    graph = onnx.load(str(version_dir / MODEL_FILE)).graph
-    assert (
-        max(o.version for o in onnx.load(str(version_dir / MODEL_FILE)).opset_import if o.domain in ("", "ai.onnx"))
-        >= 17
-    )
+    model = onnx.load(str(version_dir / MODEL_FILE))
+    graph = model.graph
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
 
     def described(values) -> list[tuple[str, list[int]]]:
         return [

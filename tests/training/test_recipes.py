@@ -26,7 +26,7 @@ def test_recipe_trains_one_step_and_exports_with_parity(name: str, tiny_data_dir
     session = ort.InferenceSession(str(result.model_dir / MODEL_FILE), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert session.get_inputs()[0].type == "tensor(uint8)"
-    assert session.get_inputs()[0].shape[0] in (None, "unk__0") or isinstance(session.get_inputs()[0].shape[0], str)
+    assert not isinstance(session.get_inputs()[0].shape[0], int)  # a dynamic (named or unnamed) batch axis
     assert sorted(o.name for o in session.get_outputs()) == sorted(t.name for t in spec.outputs)
     for artifact in spec.artifacts:
         assert (result.model_dir / artifact).stat().st_size > 0
