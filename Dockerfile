@@ -30,6 +30,7 @@ COPY deploy/docker/requirements.py deploy/docker/requirements.py
 RUN python3 -m venv /opt/pixelserve \
  && python3 deploy/docker/requirements.py pyproject.toml serve "${ORT_PACKAGE}" > requirements.txt \
  && /opt/pixelserve/bin/pip install -r requirements.txt
+COPY setup.py .
 COPY pixelserve pixelserve
 COPY service service
 # pip and setuptools are not needed to serve (about 20 MB); bytecode is compiled once here, since the container

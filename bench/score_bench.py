@@ -27,10 +27,10 @@ import numpy as np
 import onnxruntime as ort
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
-from service.scoring import engine_local
-from service.scoring.cli import build_parser, job_from_args
-from service.scoring.driver import Summary
-from service.scoring.sources import open_source
+from pixelserve.service.scoring import engine_local
+from pixelserve.service.scoring.cli import build_parser, job_from_args
+from pixelserve.service.scoring.driver import Summary
+from pixelserve.service.scoring.sources import open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "mnist.npz"
@@ -82,7 +82,7 @@ def score(args: argparse.Namespace, source: Path, output: Path, *extra: str) -> 
     job = job_from_args(build_parser().parse_args(argv))
     src = open_source(job.input, npz_key=job.npz_key)
     if job.engine == "ray":
-        from service.scoring import engine_ray
+        from pixelserve.service.scoring import engine_ray
 
         return engine_ray.run(job, src)
     return engine_local.run(job, src)

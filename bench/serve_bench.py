@@ -1,4 +1,4 @@
-"""Serving benchmark: a real `python -m service` process driven over gRPC and HTTP, against in-process onnxruntime.
+"""Serving benchmark: a real `python -m pixelserve.service` process over gRPC and HTTP, against in-process onnxruntime.
 
     python -m bench.serve_bench --model-repository models --model mnist-classifier --duration 10
 
@@ -83,10 +83,10 @@ def free_port() -> int:
 def _grpc_call(target: Target):
     import grpc
 
-    from service.grpc.gen.inference import grpc_service_pb2 as v2_pb
-    from service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
-    from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-    from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+    from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as v2_pb
+    from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
+    from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
+    from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 
     channel = grpc.aio.insecure_channel(target.grpc)
     if target.protocol == "grpc-v2":
@@ -177,7 +177,7 @@ def run_client(target: Target, concurrency: int, warmup_s: float, duration_s: fl
 
 
 class Server:
-    """`python -m service` in a subprocess on free ports, stopped with SIGTERM (its graceful path)."""
+    """`python -m pixelserve.service` in a subprocess on free ports, stopped with SIGTERM (its graceful path)."""
 
     def __init__(self, repository: Path, extra_args: list[str]) -> None:
         self.http_port, self.grpc_port = free_port(), free_port()
@@ -186,7 +186,7 @@ class Server:
         command = [
             sys.executable,
             "-m",
-            "service",
+            "pixelserve.service",
             f"--model-repository={repository}",
             "--http-host=127.0.0.1",
             f"--http-port={self.http_port}",
@@ -365,7 +365,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ort-seconds", type=float, default=2.0, help="in-process measurement time per batch")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
-        "--server-arg", action="append", default=[], help="extra flag for `python -m service`, repeatable"
+        "--server-arg", action="append", default=[], help="extra flag for `python -m pixelserve.service`, repeatable"
     )
     args = parser.parse_args(argv)
     unknown = set(args.protocols.split(",")) - set(PROTOCOLS)

@@ -31,19 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command in TRAINING:
         try:
-            from training import cli as training_cli
+            from pixelserve.training import cli as training_cli
         except ImportError as exc:
             return _missing("train", exc)
         return training_cli.main(command, rest)
     if command == "serve":
         try:
-            from service import cli as service_cli
+            from pixelserve.service import cli as service_cli
         except ImportError as exc:
             return _missing("serve", exc)
         return service_cli.main(rest)
     if command == "score":
         try:
-            from service import score
+            from pixelserve.service import score
         except ImportError as exc:
             return _missing("serve", exc)
         return score.main(rest)

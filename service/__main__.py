@@ -1,5 +1,5 @@
-"""``python -m service --model-repository models --http-port 8000 ...`` (same flags as ``pixelserve serve``)."""
+"""``python -m pixelserve.service --model-repository models ...`` (the same flags as ``pixelserve serve``)."""
 
-from service.cli import main
+from pixelserve.service.cli import main
 
 raise SystemExit(main())

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge
-from service.metrics import Metrics
-from service.runtime import Feeds, RunFn
+from pixelserve.service.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.runtime import Feeds, RunFn
 
 
 @dataclass

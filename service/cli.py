@@ -1,4 +1,4 @@
-"""``pixelserve serve`` / ``python -m service``: settings from flags and environment, then one server process.
+"""``pixelserve serve`` / ``python -m pixelserve.service``: settings from flags and environment, then a server.
 
 Every Settings field is a kebab-case flag (``--max-batch-size 16``) and a ``PIXELSERVE_*`` variable; a flag
 wins over the environment. ``--help`` lists them all with their defaults.
@@ -13,10 +13,10 @@ import sys
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from service.core import InferenceCore
-from service.metrics import Metrics
-from service.server import serve
-from service.settings import Settings
+from pixelserve.service.core import InferenceCore
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.server import serve
+from pixelserve.service.settings import Settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -40,6 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(InferenceCore(settings, metrics), settings, metrics))
     except Exception:
-        logging.getLogger("service.cli").exception("serving failed")
+        logging.getLogger("pixelserve.service.cli").exception("serving failed")
         return 1
     return 0

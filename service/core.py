@@ -17,13 +17,13 @@ from pixelserve.modelspec import (
     OUTPUT_RECONSTRUCTION,
     ModelSpec,
 )
-from service import images
-from service.errors import InvalidInput, ModelNotFound, ModelNotReady, ShuttingDown, UnsupportedTask
-from service.metrics import Metrics
-from service.repository import ModelRepository, ServedVersion
-from service.runtime import Feeds
-from service.settings import Settings
-from service.types import (
+from pixelserve.service import images
+from pixelserve.service.errors import InvalidInput, ModelNotFound, ModelNotReady, ShuttingDown, UnsupportedTask
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.repository import ModelRepository, ServedVersion
+from pixelserve.service.runtime import Feeds
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import (
     Classification,
     Encoding,
     ImageInputs,
@@ -56,7 +56,7 @@ def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
 
 
 class InferenceCore:
-    """Implements service.types.Core. Build it with `build_core`; call `begin_shutdown` then `close`."""
+    """Implements pixelserve.service.types.Core. Build it with `build_core`; call `begin_shutdown` then `close`."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings

@@ -31,9 +31,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pixelserve.modelspec import Preprocessing
-from service.errors import InvalidInput, PayloadTooLarge
-from service.settings import Settings
-from service.types import ImageInputs
+from pixelserve.service.errors import InvalidInput, PayloadTooLarge
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import ImageInputs
 
 MAGIC: dict[bytes, str] = {
     b"\x89PNG\r\n\x1a\n": "PNG",

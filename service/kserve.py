@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.errors import InvalidInput
-from service.types import ModelState
+from pixelserve.service.errors import InvalidInput
+from pixelserve.service.types import ModelState
 
 PLATFORM = "onnxruntime_onnx"
 BACKEND = "onnxruntime"

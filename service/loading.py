@@ -13,9 +13,9 @@ import onnxruntime as ort
 from pydantic import ValidationError
 
 from pixelserve.modelspec import MODEL_FILE, OUTPUT_ERROR, SPEC_FILE, ModelSpec, TensorSpec
-from service.errors import ModelNotReady
-from service.runtime import ModelRunner, SessionFactory, warm_up
-from service.settings import Settings
+from pixelserve.service.errors import ModelNotReady
+from pixelserve.service.runtime import ModelRunner, SessionFactory, warm_up
+from pixelserve.service.settings import Settings
 
 ORT_DTYPES = {
     "tensor(uint8)": "uint8",

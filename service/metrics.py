@@ -23,8 +23,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from service.errors import ServiceError, mapping_for
-from service.types import ModelState
+from pixelserve.service.errors import ServiceError, mapping_for
+from pixelserve.service.types import ModelState
 
 # 0.25 ms .. 10 s, roughly 1-2.5-5 per decade: tiny models answer in well under a millisecond on CPU.
 LATENCY_BUCKETS = (

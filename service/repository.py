@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixelserve.modelspec import NAME_PATTERN, ModelSpec
-from service.batching import BatcherStats, DynamicBatcher
-from service.errors import ModelNotFound, ModelNotReady
-from service.loading import Fingerprint, VersionRejected, load_version, read_spec
-from service.metrics import Metrics
-from service.runtime import ModelRunner, SessionFactory
-from service.settings import Settings
-from service.types import ModelInfo, ModelRef, ModelState, ModelStatus
+from pixelserve.service.batching import BatcherStats, DynamicBatcher
+from pixelserve.service.errors import ModelNotFound, ModelNotReady
+from pixelserve.service.loading import Fingerprint, VersionRejected, load_version, read_spec
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.runtime import ModelRunner, SessionFactory
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import ModelInfo, ModelRef, ModelState, ModelStatus
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import numpy as np
 import onnxruntime as ort
 
 from pixelserve.modelspec import ModelSpec
-from service.errors import ModelNotReady
-from service.settings import Settings
+from pixelserve.service.errors import ModelNotReady
+from pixelserve.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""`pixelserve score` entry point (the work lives in service.scoring); see `pixelserve score --help`."""
+"""`pixelserve score` entry point (the work lives in pixelserve.service.scoring); see `pixelserve score --help`."""
 
-from service.scoring.cli import main
+from pixelserve.service.scoring.cli import main
 
 __all__ = ["main"]

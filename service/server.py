@@ -20,11 +20,11 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from service.core import InferenceCore
-from service.grpc.server import create_grpc_server
-from service.metrics import Metrics
-from service.rest.app import create_app
-from service.settings import Settings
+from pixelserve.service.core import InferenceCore
+from pixelserve.service.grpc.server import create_grpc_server
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.rest.app import create_app
+from pixelserve.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

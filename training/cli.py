@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from training.recipes import RECIPES, get_recipe
+from pixelserve.training.recipes import RECIPES, get_recipe
 
 
 def main(command: str, argv: list[str]) -> int:
@@ -63,7 +63,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.train import train
+    from pixelserve.training.train import train
 
     overrides = dict(item.split("=", 1) for item in args.set)
     for key in ("epochs", "batch_size", "seed"):
@@ -87,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.reproduce import reproduce_quality
+    from pixelserve.training.reproduce import reproduce_quality
 
     print(json.dumps(reproduce_quality(args.model_dir, args.data_dir), indent=2))
     return 0
@@ -96,11 +96,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import keras
 
-    from training.data import load_dataset
-    from training.export import Normalization, export_model
-    from training.models import normalization_of
-    from training.recipes import Recipe
-    from training.train import CHECKPOINT, HISTORY_FILE, RECIPE_FILE
+    from pixelserve.training.data import load_dataset
+    from pixelserve.training.export import Normalization, export_model
+    from pixelserve.training.models import normalization_of
+    from pixelserve.training.recipes import Recipe
+    from pixelserve.training.train import CHECKPOINT, HISTORY_FILE, RECIPE_FILE
 
     recipe = Recipe.from_dict(json.loads((args.run_dir / RECIPE_FILE).read_text()))
     core = keras.models.load_model(args.run_dir / CHECKPOINT)

@@ -39,9 +39,9 @@ from pixelserve.modelspec import (
     Quality,
     TensorSpec,
 )
-from training import evaluate, plots
-from training.data import Dataset
-from training.recipes import Recipe
+from pixelserve.training import evaluate, plots
+from pixelserve.training.data import Dataset
+from pixelserve.training.recipes import Recipe
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ class Recipe:
     name: str  # also the exported model's name
     task: Task
     dataset: str  # mnist | fashion_mnist | cifar10 | a path to an image folder / archive
-    model: str  # a builder in training.models.BUILDERS
+    model: str  # a builder in pixelserve.training.models.BUILDERS
     model_args: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 

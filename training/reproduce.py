@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
-from training import evaluate
-from training.data import load_dataset
-from training.recipes import Recipe
+from pixelserve.training import evaluate
+from pixelserve.training.data import load_dataset
+from pixelserve.training.recipes import Recipe
 
 
 def reproduce_quality(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:

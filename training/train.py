@@ -19,10 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import models
-from training.data import Dataset, load_dataset
-from training.export import Normalization, export_model, validation_split
-from training.recipes import Recipe
+from pixelserve.training import models
+from pixelserve.training.data import Dataset, load_dataset
+from pixelserve.training.export import Normalization, export_model, validation_split
+from pixelserve.training.recipes import Recipe
 
 log = logging.getLogger(__name__)
 

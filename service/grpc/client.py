@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 
 from pixelserve.modelspec import Preprocessing
-from service.errors import (
+from pixelserve.service.errors import (
     DeadlineExceeded,
     InvalidInput,
     ModelNotFound,
@@ -27,10 +27,10 @@ from service.errors import (
     ServiceError,
     Unauthenticated,
 )
-from service.grpc.converters import array_from_tensor, tensor_from_array
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
-from service.types import (
+from pixelserve.service.grpc.converters import array_from_tensor, tensor_from_array
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+from pixelserve.service.types import (
     Classification,
     Encoding,
     ImageInputs,

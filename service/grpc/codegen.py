@@ -1,11 +1,11 @@
-"""Regenerate `service/grpc/gen/` from `proto/`: ``python -m service.grpc.codegen``.
+"""Regenerate `service/grpc/gen/` from `proto/`: ``python -m pixelserve.service.grpc.codegen``.
 
 The generated code is committed so serving installs need no grpcio-tools; a test regenerates into a temporary
 directory and compares, so the committed code cannot drift from the protos.
 
 Two rewrites make the output importable as a sub-package and safe to share a process with tritonclient:
 imports between generated modules become package-relative, and every file registers in the private descriptor
-pool `service.grpc.gen.POOL` instead of protobuf's default pool — tritonclient registers the same
+pool `pixelserve.service.grpc.gen.POOL` instead of protobuf's default pool — tritonclient registers the same
 ``inference.*`` symbols there, and a second registration would fail with "duplicate symbol".
 """
 
@@ -25,9 +25,11 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPOSITORY / "proto"
 GEN_DIR = Path(__file__).resolve().parent / "gen"
 GENERATOR = "grpcio-tools"
-GEN_PACKAGE = "service.grpc.gen"  # where the generated modules are imported from (sets their classes' __module__)
+GEN_PACKAGE = (
+    "pixelserve.service.grpc.gen"  # where the generated modules are imported from (sets their classes' __module__)
+)
 
-PACKAGE_INIT = '''"""Generated from proto/ by `python -m service.grpc.codegen` ({generator} {version}).
+PACKAGE_INIT = '''"""Generated from proto/ by `python -m pixelserve.service.grpc.codegen` ({generator} {version}).
 
 POOL holds every descriptor generated here, apart from protobuf's default pool (see the codegen module).
 """

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.errors import InvalidInput
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-from service.images import encode_png
-from service.types import (
+from pixelserve.service.errors import InvalidInput
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
+from pixelserve.service.images import encode_png
+from pixelserve.service.types import (
     Classification,
     Encoding,
     ImageInputs,

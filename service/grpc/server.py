@@ -10,15 +10,15 @@ from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from service.grpc.auth import ApiKeyInterceptor
-from service.grpc.gen.inference import grpc_service_pb2, grpc_service_pb2_grpc, model_config_pb2
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2, pixelserve_pb2_grpc
-from service.grpc.health import HealthServicer
-from service.grpc.task_servicer import TaskServicer
-from service.grpc.v2_servicer import InferenceServicer
-from service.metrics import Metrics
-from service.settings import Settings
-from service.types import Core
+from pixelserve.service.grpc.auth import ApiKeyInterceptor
+from pixelserve.service.grpc.gen.inference import grpc_service_pb2, grpc_service_pb2_grpc, model_config_pb2
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2, pixelserve_pb2_grpc
+from pixelserve.service.grpc.health import HealthServicer
+from pixelserve.service.grpc.task_servicer import TaskServicer
+from pixelserve.service.grpc.v2_servicer import InferenceServicer
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import Core
 
 log = logging.getLogger(__name__)
 

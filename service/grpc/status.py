@@ -14,7 +14,7 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from service.errors import ServiceError, mapping_for
+from pixelserve.service.errors import ServiceError, mapping_for
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from typing import TypeVar
 
 import grpc
 
-from service.grpc import converters
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
-from service.grpc.status import guarded, ordered_map, status_of
-from service.metrics import Metrics
-from service.settings import Settings
-from service.types import Core, TaskName
+from pixelserve.service.grpc import converters
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+from pixelserve.service.grpc.status import guarded, ordered_map, status_of
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import Core, TaskName
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """KServe V2 (Triton) gRPC messages <-> the core's plain types and numpy arrays.
 
-The wire-neutral rules (datatypes, BYTES framing, classification strings) live in service.kserve, shared with
+The wire-neutral rules (datatypes, BYTES framing, classification strings) live in pixelserve.service.kserve, shared with
 REST. gRPC-specific, as Triton does it: UINT8 travels in `uint_contents`, and a request that sent raw inputs
 gets raw outputs.
 """
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pixelserve.modelspec import MODEL_FILE, OUTPUT_PROBABILITIES, ModelSpec
-from service.errors import InvalidInput
-from service.grpc.gen.inference import grpc_service_pb2 as pb
-from service.grpc.gen.inference import model_config_pb2 as config_pb
-from service.kserve import (
+from pixelserve.service.errors import InvalidInput
+from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as pb
+from pixelserve.service.grpc.gen.inference import model_config_pb2 as config_pb
+from pixelserve.service.kserve import (
     BACKEND,
     CLASSIFICATION,
     IMAGE_TYPES,
@@ -29,8 +29,8 @@ from service.kserve import (
     split_bytes,
     v2_type,
 )
-from service.settings import Settings
-from service.types import ImageInputs, InferResult, ModelInfo, ModelRef, ModelStats, ModelStatus
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import ImageInputs, InferResult, ModelInfo, ModelRef, ModelStats, ModelStatus
 
 # The InferTensorContents field that carries each type when not sent raw (FP16 has none: raw only).
 _CONTENTS_FIELD = {

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import grpc
 
 import pixelserve
-from service.grpc import v2_converters as v2
-from service.grpc.gen.inference import grpc_service_pb2 as pb
-from service.grpc.gen.inference import grpc_service_pb2_grpc as pb_grpc
-from service.grpc.status import guarded, ordered_map, status_of
-from service.metrics import Metrics
-from service.settings import Settings
-from service.types import Core, ModelRef
+from pixelserve.service.grpc import v2_converters as v2
+from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as pb
+from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as pb_grpc
+from pixelserve.service.grpc.status import guarded, ordered_map, status_of
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import Core, ModelRef
 
 SERVER_NAME = "pixelserve"
 EXTENSIONS = ("classification", "model_repository", "model_configuration", "statistics")

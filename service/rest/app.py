@@ -7,16 +7,16 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 import pixelserve
-from service.metrics import Metrics
-from service.rest.artifacts import create_artifact_router
-from service.rest.auth import api_key_guard
-from service.rest.errors import install_error_handler
-from service.rest.limits import BodyLimitMiddleware
-from service.rest.playground import install_playground
-from service.rest.tasks import create_task_router
-from service.rest.v2 import create_v2_health_router, create_v2_router
-from service.settings import Settings
-from service.types import Core
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.rest.artifacts import create_artifact_router
+from pixelserve.service.rest.auth import api_key_guard
+from pixelserve.service.rest.errors import install_error_handler
+from pixelserve.service.rest.limits import BodyLimitMiddleware
+from pixelserve.service.rest.playground import install_playground
+from pixelserve.service.rest.tasks import create_task_router
+from pixelserve.service.rest.v2 import create_v2_health_router, create_v2_router
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import Core
 
 DESCRIPTION = """Image classification, denoising and reconstruction (anomaly score) on ONNX models.
 

@@ -13,9 +13,9 @@ from fastapi import APIRouter
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse
 
-from service.rest.routing import add_model_routes
-from service.settings import Settings
-from service.types import Core, ModelRef
+from pixelserve.service.rest.routing import add_model_routes
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import Core, ModelRef
 
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 

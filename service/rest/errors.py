@@ -1,4 +1,4 @@
-"""The REST adapter's one exception handler: every failure becomes a status from `service.errors`.
+"""The REST adapter's one exception handler: every failure becomes a status from `pixelserve.service.errors`.
 
 Two body shapes, chosen by path, because the two APIs have different clients:
 KServe V2 routes (``/v2/...``) answer ``{"error": "message"}`` as the Open Inference Protocol specifies, so
@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from service.errors import InvalidInput, Overloaded, ServiceError, mapping_for
+from pixelserve.service.errors import InvalidInput, Overloaded, ServiceError, mapping_for
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
-from service.rest.errors import service_error_response
+from pixelserve.service.errors import PayloadTooLarge
+from pixelserve.service.rest.errors import service_error_response
 
 
 class BodyLimitMiddleware:

@@ -13,12 +13,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from service.errors import ServiceError
-from service.images import encode_png
-from service.metrics import Metrics
-from service.rest.offload import run_sized
-from service.rest.routing import add_model_routes
-from service.rest.schemas import (
+from pixelserve.service.errors import ServiceError
+from pixelserve.service.images import encode_png
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.rest.offload import run_sized
+from pixelserve.service.rest.routing import add_model_routes
+from pixelserve.service.rest.schemas import (
     ClassificationOut,
     ClassifyResponse,
     EncodeResponse,
@@ -33,9 +33,9 @@ from service.rest.schemas import (
     ServedModel,
     VersionStatus,
 )
-from service.rest.uploads import Upload, read_upload
-from service.settings import Settings
-from service.types import (
+from pixelserve.service.rest.uploads import Upload, read_upload
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import (
     Classification,
     Core,
     ImageInputs,

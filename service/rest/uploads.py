@@ -19,10 +19,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from service.errors import InvalidInput
-from service.rest.offload import run_sized
-from service.rest.schemas import ImagesRequest
-from service.settings import Settings
+from pixelserve.service.errors import InvalidInput
+from pixelserve.service.rest.offload import run_sized
+from pixelserve.service.rest.schemas import ImagesRequest
+from pixelserve.service.settings import Settings
 
 # curl --data-binary sends application/x-www-form-urlencoded unless told otherwise: treat it as a raw image.
 RAW_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded", "")

@@ -16,12 +16,12 @@ from starlette.responses import JSONResponse, Response
 
 import pixelserve
 from pixelserve.modelspec import INPUT_IMAGE, OUTPUT_PROBABILITIES, ModelSpec, TensorSpec
-from service.errors import InvalidInput, ModelNotReady
-from service.kserve import BACKEND, PLATFORM, classification_strings, repository_state, v2_type
-from service.metrics import Metrics
-from service.rest.offload import run_sized
-from service.rest.routing import add_model_routes
-from service.rest.v2_codec import (
+from pixelserve.service.errors import InvalidInput, ModelNotReady
+from pixelserve.service.kserve import BACKEND, PLATFORM, classification_strings, repository_state, v2_type
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.rest.offload import run_sized
+from pixelserve.service.rest.routing import add_model_routes
+from pixelserve.service.rest.v2_codec import (
     HEADER_LENGTH,
     DecodedRequest,
     OutputTensor,
@@ -29,8 +29,8 @@ from service.rest.v2_codec import (
     encode_response,
     inflate,
 )
-from service.settings import Settings
-from service.types import Core, ImageInputs, InferResult, ModelRef, ModelStats, ModelStatus
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import Core, ImageInputs, InferResult, ModelRef, ModelStats, ModelStatus
 
 EXTENSIONS = [
     "binary_tensor_data",

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.errors import InvalidInput, PayloadTooLarge
-from service.kserve import IMAGE_TYPES, V2_TYPES, element_count, join_bytes, split_bytes, v2_type
-from service.types import ImageInputs
+from pixelserve.service.errors import InvalidInput, PayloadTooLarge
+from pixelserve.service.kserve import IMAGE_TYPES, V2_TYPES, element_count, join_bytes, split_bytes, v2_type
+from pixelserve.service.types import ImageInputs
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"

@@ -10,12 +10,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from service.errors import ServiceError
-from service.scoring.driver import Summary
-from service.scoring.job import Job
-from service.scoring.manifest import JobMismatch
-from service.scoring.sinks import format_for
-from service.scoring.sources import Source, SourceError, open_source
+from pixelserve.service.errors import ServiceError
+from pixelserve.service.scoring.driver import Summary
+from pixelserve.service.scoring.job import Job
+from pixelserve.service.scoring.manifest import JobMismatch
+from pixelserve.service.scoring.sinks import format_for
+from pixelserve.service.scoring.sources import Source, SourceError, open_source
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the job stopped (model failed, server unreachable): rerun the same command to resume
@@ -132,14 +132,14 @@ def engine_for(job: Job) -> Callable[[Job, Source], Summary]:
             raise MissingExtra(
                 f"--engine ray needs Ray Data ({exc}); install it with: pip install 'pixelserve[batch]'"
             ) from exc
-        from service.scoring import engine_ray
+        from pixelserve.service.scoring import engine_ray
 
         return engine_ray.run
     if job.engine == "server":
-        from service.scoring import engine_server
+        from pixelserve.service.scoring import engine_server
 
         return engine_server.run
-    from service.scoring import engine_local
+    from pixelserve.service.scoring import engine_local
 
     return engine_local.run
 
@@ -184,6 +184,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_usage(error: ServiceError) -> bool:
-    from service.errors import InvalidInput, ModelNotFound, Unauthenticated, UnsupportedTask
+    from pixelserve.service.errors import InvalidInput, ModelNotFound, Unauthenticated, UnsupportedTask
 
     return isinstance(error, ModelNotFound | UnsupportedTask | InvalidInput | Unauthenticated)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from service.scoring.job import Job, Target, identity
-from service.scoring.manifest import WorkDir, shard_ranges, work_dir_for
-from service.scoring.scorer import Row, Scorer, TaskRunner
-from service.scoring.sinks import write_errors, write_output
-from service.scoring.sources import Source
-from service.types import ImageInputs
+from pixelserve.service.scoring.job import Job, Target, identity
+from pixelserve.service.scoring.manifest import WorkDir, shard_ranges, work_dir_for
+from pixelserve.service.scoring.scorer import Row, Scorer, TaskRunner
+from pixelserve.service.scoring.sinks import write_errors, write_output
+from pixelserve.service.scoring.sources import Source
+from pixelserve.service.types import ImageInputs
 
 
 class Progress:

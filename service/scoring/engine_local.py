@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from service.core import InferenceCore, build_core
-from service.metrics import Metrics
-from service.scoring.driver import Summary, finish, make_scorer, probe, score_job, with_task
-from service.scoring.job import Job, Target
-from service.scoring.sources import Source
-from service.settings import Settings
-from service.types import ModelRef
+from pixelserve.service.core import InferenceCore, build_core
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.scoring.driver import Summary, finish, make_scorer, probe, score_job, with_task
+from pixelserve.service.scoring.job import Job, Target
+from pixelserve.service.scoring.sources import Source
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import ModelRef
 
 SHARDS_IN_FLIGHT = 2
 REQUEST_TIMEOUT_S = 3600.0  # a whole shard is one request; on a slow CPU that can take minutes

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 
-from service.grpc.client import TaskClient
-from service.scoring.driver import Summary, finish, score_job
-from service.scoring.job import Job, Target
-from service.scoring.sources import Source
-from service.settings import Settings
-from service.types import ModelRef
+from pixelserve.service.grpc.client import TaskClient
+from pixelserve.service.scoring.driver import Summary, finish, score_job
+from pixelserve.service.scoring.job import Job, Target
+from pixelserve.service.scoring.sources import Source
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import ModelRef
 
 SHARDS_IN_FLIGHT = 2  # each shard sends its requests concurrently; the client bounds the total
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pixelserve.modelspec import Preprocessing
-from service.scoring.sources import Source
-from service.types import TaskName
+from pixelserve.service.scoring.sources import Source
+from pixelserve.service.types import TaskName
 
 OutputFormat = Literal["parquet", "jsonl", "csv"]
 EngineName = Literal["local", "ray", "server"]

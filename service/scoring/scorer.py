@@ -1,8 +1,8 @@
 """Payloads -> output rows through the core's task calls, with one bad image costing one row, not a batch.
 
 The core fails a whole request when any of its images fails to decode. So each file is decoded and checked
-alone with `service.images.decode_image` (the function the core itself uses), and only the images that pass go
-to the core, stacked as one uint8 tensor: the core validates it, batches it, runs it and postprocesses it as it
+alone with `images.decode_image` (the function the core itself uses), and only the images that pass go to the
+core, stacked as one uint8 tensor: the core validates it, batches it, runs it and postprocesses it as it
 does for a server request. Arrays from .npz go to the core as tensors directly; should the core refuse a tensor
 request, its images are retried one by one so only the offending ones become error rows.
 """
@@ -19,11 +19,11 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from service import images
-from service.errors import InvalidInput
-from service.scoring.job import Target
-from service.scoring.sources import Entry, Payload
-from service.types import (
+from pixelserve.service import images
+from pixelserve.service.errors import InvalidInput
+from pixelserve.service.scoring.job import Target
+from pixelserve.service.scoring.sources import Entry, Payload
+from pixelserve.service.types import (
     Classification,
     Encoding,
     ImageInputs,
@@ -38,7 +38,7 @@ Row = dict[str, Any]
 
 
 class TaskRunner(Protocol):
-    """The part of `service.types.Core` scoring calls; the gRPC client offers the same calls remotely."""
+    """The part of `pixelserve.service.types.Core` scoring calls; the gRPC client offers the same calls remotely."""
 
     async def classify(self, ref: ModelRef, inputs: ImageInputs, *, top_k: int = 5) -> TaskResult[Classification]: ...
 

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from service.scoring.job import OutputFormat
-from service.scoring.scorer import Row
-from service.scoring.sources import IdType
-from service.types import TaskName
+from pixelserve.service.scoring.job import OutputFormat
+from pixelserve.service.scoring.scorer import Row
+from pixelserve.service.scoring.sources import IdType
+from pixelserve.service.types import TaskName
 
 COMMON_COLUMNS = ("id", "path", "model", "version", "status", "error")
 TASK_COLUMNS: dict[str, tuple[str, ...]] = {

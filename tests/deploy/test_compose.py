@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.settings import Settings
+from pixelserve.service.settings import Settings
 from tests.deploy.support import ROOT
 
 HOST_OVERRIDE = ROOT / "deploy" / "compose.host.yml"

@@ -1,5 +1,5 @@
 """The Grafana dashboard queries only what a real server exports: every metric and label in its PromQL is looked
-up in the live /metrics of `python -m service` after real classify and denoise requests."""
+up in the live /metrics of `python -m pixelserve.service` after real classify and denoise requests."""
 
 from __future__ import annotations
 

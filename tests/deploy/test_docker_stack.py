@@ -26,8 +26,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from pixelserve.modelspec import OUTPUT_PROBABILITIES, OUTPUT_RECONSTRUCTION, SPEC_FILE, ModelSpec
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 from tests.deploy.support import DASHBOARD, ROOT, dashboard_queries
 from tests.prerequisites import require
 from tests.service.models import build_repository, encode_image, reference_session

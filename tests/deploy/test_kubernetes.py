@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.settings import Settings
+from pixelserve.service.settings import Settings
 from tests.deploy.support import ROOT
 
 K8S = ROOT / "deploy" / "k8s"

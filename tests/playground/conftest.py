@@ -1,5 +1,5 @@
-"""The playground in a real browser: Debian's Chromium driven by Playwright against `python -m service` serving
-the committed default models.
+"""The playground in a real browser: Debian's Chromium driven by Playwright against
+`python -m pixelserve.service` serving the committed default models.
 
 Chromium comes from the system (``apt-get install chromium``); ``playwright install`` is never run. Under
 ``CI=true`` a missing browser or default model fails the tests; elsewhere it skips them.

@@ -8,7 +8,7 @@ import shlex
 import pytest
 import yaml
 
-from service.scoring.cli import EXIT_SOME_INPUTS_FAILED, EXIT_USAGE, build_parser
+from pixelserve.service.scoring.cli import EXIT_SOME_INPUTS_FAILED, EXIT_USAGE, build_parser
 from tests.scoring.conftest import ROOT
 
 K8S = ROOT / "deploy" / "k8s"

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from service.scoring.cli import EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
-from service.scoring.manifest import work_dir_for
+from pixelserve.service.scoring.cli import EXIT_SOME_INPUTS_FAILED, EXIT_USAGE
+from pixelserve.service.scoring.manifest import work_dir_for
 from tests.scoring.conftest import ROOT, ids, read_rows, score
 from tests.service.models import AUTOENCODER, CLASSIFIER, CLASSIFIER_RGB, encode_image, random_images
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from service.scoring.cli import EXIT_SOME_INPUTS_FAILED
-from service.scoring.manifest import MANIFEST, work_dir_for
+from pixelserve.service.scoring.cli import EXIT_SOME_INPUTS_FAILED
+from pixelserve.service.scoring.manifest import MANIFEST, work_dir_for
 from tests.scoring.conftest import read_rows, score
 from tests.scoring.test_score_errors import write_mixed_folder
 from tests.service.models import CLASSIFIER

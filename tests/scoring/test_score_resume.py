@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from service.scoring.manifest import MANIFEST, work_dir_for
+from pixelserve.service.scoring.manifest import MANIFEST, work_dir_for
 from tests.scoring.conftest import ids, read_rows, score, score_process
 from tests.service.models import CLASSIFIER, random_images
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from service.core import build_core
-from service.grpc.client import TaskClient
-from service.scoring.cli import EXIT_SOME_INPUTS_FAILED
-from service.types import ImageInputs, ModelRef
+from pixelserve.service.core import build_core
+from pixelserve.service.grpc.client import TaskClient
+from pixelserve.service.scoring.cli import EXIT_SOME_INPUTS_FAILED
+from pixelserve.service.types import ImageInputs, ModelRef
 from tests.scoring.conftest import read_rows, score
 from tests.scoring.test_score_errors import write_mixed_folder
 from tests.service.grpc_support import grpc_server

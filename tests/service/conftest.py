@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.core import InferenceCore, build_core
-from service.metrics import Metrics
-from service.settings import Settings
+from pixelserve.service.core import InferenceCore, build_core
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.settings import Settings
 from tests.service.models import build_repository
 
 

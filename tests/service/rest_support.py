@@ -1,5 +1,5 @@
 """Start the real REST server for a test: uvicorn on the test's event loop around the shared core fixture, or
-the whole `python -m service` process (REST + gRPC) for signal and scrape tests."""
+the whole `python -m pixelserve.service` process (REST + gRPC) for signal and scrape tests."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import httpx
 import numpy as np
 import uvicorn
 
-from service.metrics import Metrics
-from service.rest.app import create_app
-from service.settings import Settings
-from service.types import Core
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.rest.app import create_app
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import Core
 from tests.service.grpc_support import free_port
 from tests.service.models import reference_session
 
@@ -67,14 +67,14 @@ def reference(repo: Path, name: str, images: np.ndarray, version: int = 1) -> di
 
 
 class ServerProcess:
-    """`python -m service` on free loopback ports, with its log captured to a file."""
+    """`python -m pixelserve.service` on free loopback ports, with its log captured to a file."""
 
     def __init__(self, repository: Path, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.http_port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.log_path = log_path
         command = [
-            sys.executable, "-m", "service",
+            sys.executable, "-m", "pixelserve.service",
             "--model-repository", str(repository),
             "--http-host", "127.0.0.1",
             "--http-port", str(self.http_port),

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from pixelserve.modelspec import SPEC_FILE, ModelSpec
-from service import images
-from service.core import InferenceCore
-from service.errors import InvalidInput, ShuttingDown, UnsupportedTask
-from service.types import ImageInputs, ModelRef
+from pixelserve.service import images
+from pixelserve.service.core import InferenceCore
+from pixelserve.service.errors import InvalidInput, ShuttingDown, UnsupportedTask
+from pixelserve.service.types import ImageInputs, ModelRef
 from tests.service.models import (
     AUTOENCODER,
     CLASSIFIER,

@@ -9,11 +9,11 @@ import grpc
 import pytest
 from pydantic import SecretStr
 
-from service.grpc.gen.inference import grpc_service_pb2 as v2_pb
-from service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
-from service.grpc.status import guarded
+from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as v2_pb
+from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+from pixelserve.service.grpc.status import guarded
 from tests.service.grpc_support import grpc_server
 from tests.service.models import CLASSIFIER, DENOISER, encode_image, random_images
 
@@ -111,8 +111,8 @@ async def test_message_over_the_size_limit_is_refused(core, settings, metrics) -
 
 
 async def test_full_queue_is_resource_exhausted_with_retry_after(model_repository, metrics) -> None:
-    from service.core import build_core
-    from service.settings import Settings
+    from pixelserve.service.core import build_core
+    from pixelserve.service.settings import Settings
 
     settings = Settings(
         model_repository=model_repository,

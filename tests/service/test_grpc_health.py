@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pydantic import SecretStr
 
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-from service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
+from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 from tests.service.grpc_support import grpc_server
 from tests.service.models import CLASSIFIER, DENOISER
 

@@ -11,9 +11,9 @@ from google.protobuf.descriptor import FileDescriptor
 from tritonclient.grpc import model_config_pb2 as triton_model_config
 from tritonclient.grpc import service_pb2 as triton_service
 
-from service.grpc import codegen
-from service.grpc.gen import GENERATOR_VERSION
-from service.grpc.gen.inference import grpc_service_pb2, model_config_pb2
+from pixelserve.service.grpc import codegen
+from pixelserve.service.grpc.gen import GENERATOR_VERSION
+from pixelserve.service.grpc.gen.inference import grpc_service_pb2, model_config_pb2
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -35,7 +35,7 @@ def test_regenerating_produces_the_committed_files(tmp_path: Path) -> None:
     regenerated = _files(fresh)
     assert sorted(regenerated) == sorted(committed)
     stale = [name for name in committed if committed[name] != regenerated[name]]
-    assert not stale, f"run `python -m service.grpc.codegen`: {stale} differ from the protos"
+    assert not stale, f"run `python -m pixelserve.service.grpc.codegen`: {stale} differ from the protos"
     assert filecmp.dircmp(codegen.GEN_DIR, fresh).diff_files == []
 
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from pixelserve.modelspec import SPEC_FILE, ModelSpec
-from service.rest.playground import STATIC_DIR
+from pixelserve.service.rest.playground import STATIC_DIR
 from tests.service.models import CLASSIFIER, DENOISER, encode_image, random_images, write_classifier
 from tests.service.rest_support import rest_server
 

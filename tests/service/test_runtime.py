@@ -14,12 +14,12 @@ import onnxruntime as ort
 import pytest
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
-from service.core import build_core
-from service.errors import ModelNotReady
-from service.metrics import Metrics
-from service.runtime import CPU, CUDA, ModelRunner, SessionFactory, warm_up
-from service.settings import Settings
-from service.types import ImageInputs, ModelRef
+from pixelserve.service.core import build_core
+from pixelserve.service.errors import ModelNotReady
+from pixelserve.service.metrics import Metrics
+from pixelserve.service.runtime import CPU, CUDA, ModelRunner, SessionFactory, warm_up
+from pixelserve.service.settings import Settings
+from pixelserve.service.types import ImageInputs, ModelRef
 from tests.service.models import CLASSIFIER, random_images, reference_session
 
 
@@ -42,7 +42,7 @@ def test_auto_falls_back_once_and_then_goes_straight_to_cpu(repository_template:
     if cuda_really_works(repository_template):
         pytest.skip("CUDA works here; there is no fallback to observe")
     factory = SessionFactory(Settings(device="auto"))
-    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+    with caplog.at_level(logging.WARNING, logger="pixelserve.service.runtime"):
         first = factory.create(model_path(repository_template))
         second = factory.create(model_path(repository_template))
     assert first.provider == second.provider == CPU

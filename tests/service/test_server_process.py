@@ -1,4 +1,4 @@
-"""The whole server process (`python -m service`: REST + gRPC on one loop) under signals and flags."""
+"""The whole server process (`python -m pixelserve.service`: REST + gRPC on one loop) under signals and flags."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
-from service.cli import main
+from pixelserve.service.cli import main
 from tests.service.models import CLASSIFIER, encode_image, random_images
 from tests.service.rest_support import server_process
 

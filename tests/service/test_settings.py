@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from pixelserve.service.settings import Settings
 
 
 def test_defaults_match_the_documented_values(monkeypatch: pytest.MonkeyPatch) -> None:

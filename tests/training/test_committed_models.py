@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
-from training.reproduce import reproduce_quality
+from pixelserve.training.reproduce import reproduce_quality
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "models"
 VERSIONS = sorted(p for p in REPOSITORY.glob("*/*") if (p / SPEC_FILE).exists())

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pixelserve.training.data import DatasetError, load_dataset
 from tests.training.conftest import write_npz
-from training.data import DatasetError, load_dataset
 
 
 def _write_folder(root: Path, classes: list[str], per_class: int, size: tuple[int, int] = (8, 8)) -> None:

@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 
 from pixelserve.modelspec import SPEC_FILE, ModelSpec
-from training.data import load_dataset
-from training.recipes import get_recipe
-from training.train import train
+from pixelserve.training.data import load_dataset
+from pixelserve.training.recipes import get_recipe
+from pixelserve.training.train import train
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
-from training.recipes import RECIPES, get_recipe
-from training.train import train
+from pixelserve.training.recipes import RECIPES, get_recipe
+from pixelserve.training.train import train
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

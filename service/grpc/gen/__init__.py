@@ -1,4 +1,4 @@
-"""Generated from proto/ by `python -m service.grpc.codegen` (grpcio-tools 1.85.1).
+"""Generated from proto/ by `python -m pixelserve.service.grpc.codegen` (grpcio-tools 1.85.1).
 
 POOL holds every descriptor generated here, apart from protobuf's default pool (see the codegen module).
 """

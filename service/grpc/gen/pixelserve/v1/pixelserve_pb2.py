@@ -29,7 +29,7 @@ DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1epixelserve/v1/pixelserve.proto\x12\
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'service.grpc.gen.pixelserve.v1.pixelserve_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pixelserve.service.grpc.gen.pixelserve.v1.pixelserve_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUALITY_METRICSENTRY']._loaded_options = None
