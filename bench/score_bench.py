@@ -28,7 +28,7 @@ import onnxruntime as ort
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
 from pixelserve.service.scoring import engine_local
-from pixelserve.service.scoring.cli import build_parser, job_from_args
+from pixelserve.service.scoring.cli import ScoreSettings, job_from_settings
 from pixelserve.service.scoring.driver import Summary
 from pixelserve.service.scoring.sources import open_source
 
@@ -79,7 +79,7 @@ def score(args: argparse.Namespace, source: Path, output: Path, *extra: str) -> 
     argv = ["--model", args.model, "--model-repository", str(args.model_repository), "--input", str(source),
             "--output", str(output), "--device", "cpu", "--batch-size", str(args.batch_size), "--no-progress",
             "--overwrite", *extra]  # fmt: skip
-    job = job_from_args(build_parser().parse_args(argv))
+    job = job_from_settings(ScoreSettings.from_cli(argv))
     src = open_source(job.input, npz_key=job.npz_key)
     if job.engine == "ray":
         from pixelserve.service.scoring import engine_ray

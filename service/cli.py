@@ -10,9 +10,7 @@ import asyncio
 import logging
 import sys
 
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-
+from pixelserve.commandline import parse
 from pixelserve.service.core import InferenceCore
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.server import serve
@@ -23,13 +21,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 after a clean shutdown (or --help), 2 for bad flags or values, 1 if serving failed."""
-    try:
-        settings = Settings.from_cli(sys.argv[1:] if argv is None else argv)
-    except SystemExit as exc:  # argparse: --help (0) or an unknown flag (2)
-        return exc.code if isinstance(exc.code, int) else 2
-    except (ValidationError, SettingsError) as exc:
-        print(f"pixelserve serve: invalid settings: {exc}", file=sys.stderr)
-        return 2
+    settings = parse(Settings, argv, "serve")
+    if isinstance(settings, int):
+        return settings
     level = logging.getLevelName(settings.log_level.upper())
     if not isinstance(level, int):
         print(f"pixelserve serve: invalid log level {settings.log_level!r}: use debug, info, warning or error",

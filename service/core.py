@@ -24,6 +24,7 @@ from pixelserve.service.repository import ModelRepository, ServedVersion
 from pixelserve.service.runtime import Feeds
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import (
+    DEFAULT_TOP_K,
     Classification,
     Encoding,
     ImageInputs,
@@ -133,7 +134,10 @@ class InferenceCore:
 
     # -- tasks -------------------------------------------------------------------------------------------
 
-    async def classify(self, ref: ModelRef, inputs: ImageInputs, *, top_k: int = 5) -> TaskResult[Classification]:
+    async def classify(
+        self, ref: ModelRef, inputs: ImageInputs, *, top_k: int | None = None
+    ) -> TaskResult[Classification]:
+        top_k = DEFAULT_TOP_K if top_k is None else top_k
         if top_k < 1:
             raise InvalidInput(f"top_k must be at least 1, got {top_k}")
         with self._request(ref, "classify") as served, self._ood_partner(served.spec) as partner:

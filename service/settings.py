@@ -7,24 +7,21 @@ Complex values (``pinned_versions``, ``cors_origins``) are JSON in the environme
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from pixelserve.commandline import CommandSettings
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PIXELSERVE_",
-        extra="ignore",
-        protected_namespaces=(),
-        cli_kebab_case=True,
-        cli_prog_name="pixelserve",
-    )
+class Settings(CommandSettings):
+    """`pixelserve serve`."""
+
+    model_config = SettingsConfigDict(cli_prog_name="pixelserve serve")
 
     model_repository: Path = Field(Path("models"), description="directory holding <name>/<version>/model.onnx")
     http_host: str = Field("0.0.0.0", description="REST bind address")
@@ -49,8 +46,3 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="run zero batches through a new session before serving")
     log_level: str = Field("info", description="python logging level")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
-
-    @classmethod
-    def from_cli(cls, argv: Sequence[str] | None = None) -> Settings:
-        """Flags like ``--http-port 9000`` over the environment over defaults; ``--help`` lists them all."""
-        return CliApp.run(cls, cli_args=list(argv) if argv is not None else None)

@@ -16,6 +16,8 @@ from pixelserve.modelspec import ModelSpec
 
 T = TypeVar("T")
 
+DEFAULT_TOP_K = 5  # labels per image a classification answers when the client does not say
+
 TaskName = Literal["classify", "denoise", "reconstruct", "encode"]
 ModelState = Literal["loading", "ready", "unloading", "unavailable", "failed"]
 
@@ -128,7 +130,9 @@ class ModelStats:
 class Core(Protocol):
     """The one path every adapter calls: decode, validate, batch, run, postprocess."""
 
-    async def classify(self, ref: ModelRef, inputs: ImageInputs, *, top_k: int = 5) -> TaskResult[Classification]: ...
+    async def classify(
+        self, ref: ModelRef, inputs: ImageInputs, *, top_k: int | None = None
+    ) -> TaskResult[Classification]: ...
 
     async def denoise(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]: ...
 

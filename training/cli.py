@@ -1,83 +1,132 @@
-"""`pixelserve train | evaluate | export | recipes`."""
+"""`pixelserve train | evaluate | export | recipes`: one settings class per command (see pixelserve.commandline).
+
+Every flag is also a ``PIXELSERVE_*`` variable (``--data-dir`` is ``PIXELSERVE_DATA_DIR``); TensorFlow is
+imported only once a command runs, so ``--help`` is instant.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import CliApp, CliImplicitFlag, CliPositionalArg, SettingsConfigDict
+
+from pixelserve.commandline import CommandSettings, parse
 from pixelserve.training.recipes import RECIPES, get_recipe
+
+DATA_DIR_HELP = "folder with <dataset>.npz or image folders/archives; without it the Keras download is used"
+
+
+SET_FLAG = "--set"
+
+
+class TrainSettings(CommandSettings):
+    """Train a recipe, evaluate it on the real test split and export it into the model repository."""
+
+    model_config = SettingsConfigDict(cli_prog_name="pixelserve train")
+
+    recipe: CliPositionalArg[str] = Field(description=f"one of: {', '.join(sorted(RECIPES))}")
+    epochs: int | None = Field(None, ge=1, description="override the recipe's epochs")
+    batch_size: int | None = Field(None, ge=1, description="override the recipe's batch size")
+    seed: int | None = Field(None, description="override the recipe's seed")
+    overrides: list[str] = Field(
+        default_factory=list,
+        alias="set",
+        description="override any recipe field, KEY=VALUE with a JSON value, repeatable: --set learning_rate=0.01",
+    )
+    data_dir: Path | None = Field(None, description=DATA_DIR_HELP)
+    out: Path = Field(Path("models"), description="model repository to export into")
+    runs_dir: Path = Field(Path("runs"), description="checkpoints, history and logs of each run")
+    version: int | None = Field(None, ge=1, description="version to export as (default: the next free one)")
+    export: CliImplicitFlag[bool] = Field(True, description="export the trained model (--no-export skips it)")
+    quiet: CliImplicitFlag[bool] = Field(False, description="no progress bars")
+
+    @classmethod
+    def from_cli(cls, argv: Sequence[str] | None = None) -> TrainSettings:
+        """pydantic-settings would split a list value at its commas, so ``--set eval_sigmas=[0.1,0.3]`` would
+        become two overrides: --set values are taken out first and handed over whole."""
+        rest: list[str] = []
+        overrides: list[str] = []
+        args = iter(sys.argv[1:] if argv is None else argv)
+        for arg in args:
+            if arg == SET_FLAG:
+                overrides.append(next(args, ""))
+            elif arg.startswith(SET_FLAG + "="):
+                overrides.append(arg[len(SET_FLAG) + 1 :])
+            else:
+                rest.append(arg)
+        extra = {"set": overrides} if overrides else {}
+        return CliApp.run(cls, cli_args=rest, **extra)
+
+
+class EvaluateSettings(CommandSettings):
+    """Re-measure an exported model on the real test split and compare with its model.json."""
+
+    model_config = SettingsConfigDict(cli_prog_name="pixelserve evaluate")
+
+    model_dir: CliPositionalArg[Path] = Field(description="a model version directory: models/<name>/<version>")
+    data_dir: Path | None = Field(None, description=DATA_DIR_HELP)
+
+
+class ExportSettings(CommandSettings):
+    """Export a finished training run again (the checkpoint in its run directory), without training."""
+
+    model_config = SettingsConfigDict(cli_prog_name="pixelserve export")
+
+    run_dir: CliPositionalArg[Path] = Field(description="a training run directory: runs/<recipe>/<timestamp>")
+    data_dir: Path | None = Field(None, description=DATA_DIR_HELP)
+    out: Path = Field(Path("models"), description="model repository to export into")
+    version: int | None = Field(None, ge=1, description="version to export as (default: the next free one)")
+
+
+class RecipesSettings(CommandSettings):
+    """List the named recipes and every setting they carry."""
+
+    model_config = SettingsConfigDict(cli_prog_name="pixelserve recipes")
 
 
 def main(command: str, argv: list[str]) -> int:
-    parser = _parser(command)
-    args = parser.parse_args(argv)
+    runners = {"train": (TrainSettings, _train), "evaluate": (EvaluateSettings, _evaluate),
+               "export": (ExportSettings, _export), "recipes": (RecipesSettings, _recipes)}  # fmt: skip
+    settings_class, run = runners[command]
+    settings = parse(settings_class, argv, command)
+    if isinstance(settings, int):
+        return settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return args.run(args)
+    return run(settings)
 
 
-def _parser(command: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"pixelserve {command}")
-    data_dir = os.environ.get("PIXELSERVE_DATA_DIR")
-    if command == "train":
-        parser.add_argument("recipe", help=f"one of: {', '.join(sorted(RECIPES))}")
-        parser.add_argument("--epochs", type=int)
-        parser.add_argument("--batch-size", type=int)
-        parser.add_argument("--seed", type=int)
-        parser.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override any recipe field (JSON values), e.g. --set learning_rate=0.01",
-        )
-        parser.add_argument(
-            "--data-dir",
-            type=Path,
-            default=Path(data_dir) if data_dir else None,
-            help="folder with <dataset>.npz or image folders/archives (env PIXELSERVE_DATA_DIR); "
-            "without it the Keras download is used",
-        )
-        parser.add_argument("--out", type=Path, default=Path("models"), help="model repository to export into")
-        parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="checkpoints, history, logs")
-        parser.add_argument("--version", type=int, help="version to export as (default: next free)")
-        parser.add_argument("--no-export", action="store_true")
-        parser.add_argument("--quiet", action="store_true", help="no progress bars")
-        parser.set_defaults(run=_train)
-    elif command == "evaluate":
-        parser.add_argument("model_dir", type=Path, help="a model version directory: models/<name>/<version>")
-        parser.add_argument("--data-dir", type=Path, default=Path(data_dir) if data_dir else None)
-        parser.set_defaults(run=_evaluate)
-    elif command == "export":
-        parser.add_argument("run_dir", type=Path, help="a training run directory: runs/<recipe>/<timestamp>")
-        parser.add_argument("--data-dir", type=Path, default=Path(data_dir) if data_dir else None)
-        parser.add_argument("--out", type=Path, default=Path("models"))
-        parser.add_argument("--version", type=int)
-        parser.set_defaults(run=_export)
-    else:
-        parser.set_defaults(run=_recipes)
-    return parser
+def _overrides(settings: TrainSettings) -> dict[str, str]:
+    overrides = {}
+    for item in settings.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"pixelserve train: --set takes KEY=VALUE, got {item!r}")
+        overrides[key] = value
+    for key in ("epochs", "batch_size", "seed"):
+        if getattr(settings, key) is not None:
+            overrides[key] = str(getattr(settings, key))
+    return overrides
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(settings: TrainSettings) -> int:
     from pixelserve.training.train import train
 
-    overrides = dict(item.split("=", 1) for item in args.set)
-    for key in ("epochs", "batch_size", "seed"):
-        if getattr(args, key) is not None:
-            overrides[key] = str(getattr(args, key))
-    recipe = get_recipe(args.recipe).with_overrides(overrides)
+    recipe = get_recipe(settings.recipe).with_overrides(_overrides(settings))
     result = train(
         recipe,
-        data_dir=args.data_dir,
-        repository=args.out,
-        runs_dir=args.runs_dir,
-        export=not args.no_export,
-        version=args.version,
-        verbose=0 if args.quiet else 1,
+        data_dir=settings.data_dir,
+        repository=settings.out,
+        runs_dir=settings.runs_dir,
+        export=settings.export,
+        version=settings.version,
+        verbose=0 if settings.quiet else 1,
     )
     print(f"run: {result.run_dir}")
     if result.model_dir:
@@ -86,44 +135,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _evaluate(settings: EvaluateSettings) -> int:
     from pixelserve.training.reproduce import reproduce_quality
 
-    print(json.dumps(reproduce_quality(args.model_dir, args.data_dir), indent=2))
+    print(json.dumps(reproduce_quality(settings.model_dir, settings.data_dir), indent=2))
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
-    import keras
+def _export(settings: ExportSettings) -> int:
+    from pixelserve.training.train import export_run
 
-    from pixelserve.training.data import load_dataset
-    from pixelserve.training.export import Normalization, export_model
-    from pixelserve.training.models import normalization_of
-    from pixelserve.training.recipes import Recipe
-    from pixelserve.training.train import CHECKPOINT, HISTORY_FILE, RECIPE_FILE
-
-    recipe = Recipe.from_dict(json.loads((args.run_dir / RECIPE_FILE).read_text()))
-    core = keras.models.load_model(args.run_dir / CHECKPOINT)
-    data = load_dataset(recipe.dataset, args.data_dir)
-    history = json.loads((args.run_dir / HISTORY_FILE).read_text())
-    info = json.loads((args.run_dir / "training.json").read_text())
-    stats = normalization_of(core)
-    normalization = Normalization(*stats) if stats else None
-    target = export_model(
-        core,
-        recipe,
-        data,
-        args.out,
-        normalization=normalization,
-        history=history,
-        training_info=info,
-        version=args.version,
-    )
-    print(f"model: {target}")
+    print(f"model: {export_run(settings.run_dir, settings.data_dir, settings.out, settings.version)}")
     return 0
 
 
-def _recipes(_args: argparse.Namespace) -> int:
+def _recipes(_settings: RecipesSettings) -> int:
     for name, recipe in sorted(RECIPES.items()):
         print(f"{name}: {recipe.description}")
         print(f"    {json.dumps(recipe.to_dict())}")

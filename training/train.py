@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "model.keras"
 RECIPE_FILE = "recipe.json"
 HISTORY_FILE = "history.json"
+TRAINING_FILE = "training.json"
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def train(
         "validation_samples": len(x_val),
         "mixed_precision": "bfloat16" if recipe.mixed_precision else "float32",
     }
-    (run_dir / "training.json").write_text(json.dumps(training_info, indent=2))
+    (run_dir / TRAINING_FILE).write_text(json.dumps(training_info, indent=2))
     model_dir = None
     if export:
         model_dir = export_model(
@@ -245,3 +246,20 @@ def hardware() -> str:
         pass
     gpus = tf.config.list_physical_devices("GPU")
     return f"{os.cpu_count()} CPU cores ({cpu})" + (f", {len(gpus)} GPU" if gpus else ", no GPU")
+
+
+def export_run(run_dir: Path, data_dir: Path | None, repository: Path, version: int | None = None) -> Path:
+    """Export a finished run again from its checkpoint, recipe, history and training facts."""
+    recipe = Recipe.from_dict(json.loads((run_dir / RECIPE_FILE).read_text()))
+    core = keras.models.load_model(run_dir / CHECKPOINT)
+    stats = models.normalization_of(core)
+    return export_model(
+        core,
+        recipe,
+        load_dataset(recipe.dataset, data_dir),
+        repository,
+        normalization=Normalization(*stats) if stats else None,
+        history=json.loads((run_dir / HISTORY_FILE).read_text()),
+        training_info=json.loads((run_dir / TRAINING_FILE).read_text()),
+        version=version,
+    )

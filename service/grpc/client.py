@@ -150,8 +150,12 @@ class TaskClient:
             return pb.ImageBatch(batch=tensor_from_array(inputs.tensor))
         return pb.ImageBatch(images=[pb.Image(encoded=data) for data in inputs.encoded])
 
-    async def classify(self, ref: ModelRef, inputs: ImageInputs, *, top_k: int = 5) -> TaskResult[Classification]:
-        request = pb.ClassifyRequest(model=ref.name, version=ref.version or 0, inputs=self._batch(inputs), top_k=top_k)
+    async def classify(
+        self, ref: ModelRef, inputs: ImageInputs, *, top_k: int | None = None
+    ) -> TaskResult[Classification]:
+        request = pb.ClassifyRequest(
+            model=ref.name, version=ref.version or 0, inputs=self._batch(inputs), top_k=top_k or 0
+        )
         response = await self._call(self._stub.Classify, request)
         items = [
             Classification(

@@ -18,7 +18,6 @@ from pixelserve.service.types import Core, TaskName
 
 T = TypeVar("T")
 
-DEFAULT_TOP_K = 5
 # Above this many output pixels, PNG encoding moves off the event loop.
 INLINE_PIXELS = 256 * 1024
 
@@ -34,7 +33,7 @@ class TaskServicer(pb_grpc.PixelServeServicer):
             result = await self.core.classify(
                 converters.model_ref(request.model, request.version),
                 converters.image_inputs(request.inputs),
-                top_k=request.top_k or DEFAULT_TOP_K,
+                top_k=request.top_k or None,
             )
             tracker.version = result.model.version
         return converters.classify_response(result, request.request_id)

@@ -46,7 +46,6 @@ from pixelserve.service.types import (
     TaskResult,
 )
 
-DEFAULT_TOP_K = 5
 PNG = "image/png"
 
 UPLOAD_BODY: dict[str, Any] = {
@@ -188,7 +187,7 @@ def create_task_router(core: Core, settings: Settings, metrics: Metrics) -> APIR
         autoencoder."""
 
         async def call(ref: ModelRef, inputs: ImageInputs, upload: Upload) -> TaskResult[Classification]:
-            return await core.classify(ref, inputs, top_k=top_k or upload.top_k or DEFAULT_TOP_K)
+            return await core.classify(ref, inputs, top_k=top_k or upload.top_k)
 
         _, result = await run_task(request, name, version, "classify", call)
         return _classifications(result)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pixelserve.modelspec import Preprocessing
 from pixelserve.service.scoring.sources import Source
-from pixelserve.service.types import TaskName
+from pixelserve.service.types import DEFAULT_TOP_K, TaskName
 
 OutputFormat = Literal["parquet", "jsonl", "csv"]
 EngineName = Literal["local", "ray", "server"]
@@ -25,7 +25,7 @@ class Job:
     images_dir: Path
     repository: Path = Path("models")
     npz_key: str = "x_test"
-    top_k: int = 5
+    top_k: int = DEFAULT_TOP_K
     shard_size: int = 1024
     exact_size: bool = False
     engine: EngineName = "local"

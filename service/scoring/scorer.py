@@ -40,7 +40,9 @@ Row = dict[str, Any]
 class TaskRunner(Protocol):
     """The part of `pixelserve.service.types.Core` scoring calls; the gRPC client offers the same calls remotely."""
 
-    async def classify(self, ref: ModelRef, inputs: ImageInputs, *, top_k: int = 5) -> TaskResult[Classification]: ...
+    async def classify(
+        self, ref: ModelRef, inputs: ImageInputs, *, top_k: int | None = None
+    ) -> TaskResult[Classification]: ...
 
     async def denoise(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]: ...
 
@@ -72,7 +74,7 @@ class Scorer:
         target: Target,
         *,
         task: TaskName,
-        top_k: int = 5,
+        top_k: int | None = None,
         exact_size: bool = False,
         images_dir: Path | None = None,
         max_pixels: int = 4096 * 4096,
