@@ -23,27 +23,23 @@ import numpy as np
 from pixelserve.service.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.runtime import Feeds, RunFn
+from pixelserve.service.stats import BatchStats
 
 
-@dataclass
-class BatcherStats:
-    """Cumulative counters for the V2 statistics endpoints (durations in nanoseconds). The batcher counts
-    executions; the core counts request success and failure, which include failures before batching."""
+@dataclass(slots=True)
+class Completed:
+    """One request's outputs, with how long it queued and how long its batch computed."""
 
-    success_count: int = 0
-    failure_count: int = 0
-    inference_count: int = 0  # images run
-    execution_count: int = 0  # batches run
-    queue_ns: int = 0
-    compute_ns: int = 0
-    last_inference_ms: int = 0
+    outputs: Feeds
+    queue_s: float
+    compute_s: float
 
 
 @dataclass(eq=False)  # identity: a queued request is found and removed by itself, never by its contents
 class _Pending:
     feeds: Feeds
     count: int
-    future: asyncio.Future[Feeds]
+    future: asyncio.Future[Completed]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -73,7 +69,7 @@ class DynamicBatcher:
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
         self.timeout_s = timeout_s
-        self.stats = BatcherStats()
+        self.stats = BatchStats()
         self._metrics = metrics
         self._queue: deque[_Pending] = deque()
         self._queued_images = 0
@@ -87,7 +83,7 @@ class DynamicBatcher:
     def queued_images(self) -> int:
         return self._queued_images
 
-    async def submit(self, feeds: Feeds) -> Feeds:
+    async def submit(self, feeds: Feeds) -> Completed:
         """Run one request's images (batch axis first) and return its outputs.
 
         Raises Overloaded when the queue is full, DeadlineExceeded after timeout_s (a request still queued is
@@ -124,7 +120,13 @@ class DynamicBatcher:
             for item in pending:
                 self._drop(item)
             raise
-        return _concatenate(results)
+        if len(results) == 1:
+            return results[0]
+        return Completed(
+            _concatenate([r.outputs for r in results]),
+            sum(r.queue_s for r in results),
+            sum(r.compute_s for r in results),
+        )
 
     def _enqueue(self, item: _Pending) -> None:
         self._queue.append(item)
@@ -182,12 +184,13 @@ class DynamicBatcher:
         self._set_depth()
         return batch
 
-    def _run_batch(self, parts: list[Feeds]) -> tuple[Feeds, float]:
-        """Runs on the worker thread: join, compute, time."""
-        feeds = _concatenate(parts)
+    def _run_batch(self, parts: list[Feeds]) -> tuple[Feeds, float, float]:
+        """Runs on the worker thread: join, compute, and time both."""
         start = time.perf_counter()
+        feeds = _concatenate(parts)
+        joined = time.perf_counter()
         outputs = self._run(feeds)
-        return outputs, time.perf_counter() - start
+        return outputs, joined - start, time.perf_counter() - joined
 
     async def _execute(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
@@ -195,7 +198,7 @@ class DynamicBatcher:
         size = sum(item.count for item in batch)
         loop = asyncio.get_running_loop()
         try:
-            outputs, compute_s = await loop.run_in_executor(
+            outputs, join_s, compute_s = await loop.run_in_executor(
                 self._executor, self._run_batch, [item.feeds for item in batch]
             )
         except Exception as exc:
@@ -204,21 +207,18 @@ class DynamicBatcher:
                 if not item.future.done():
                     item.future.set_exception(error)
             return
-        self._record(size, waits, compute_s)
+        split_started = time.perf_counter()
         offset = 0
-        for item in batch:
+        for item, wait in zip(batch, waits, strict=True):
             if not item.future.done():
-                item.future.set_result({k: v[offset : offset + item.count] for k, v in outputs.items()})
+                sliced = {k: v[offset : offset + item.count] for k, v in outputs.items()}
+                item.future.set_result(Completed(sliced, wait, compute_s))
             offset += item.count
+        self._record(size, waits, join_s, compute_s, time.perf_counter() - split_started)
 
-    def _record(self, size: int, waits: list[float], compute_s: float) -> None:
-        stats = self.stats
-        stats.inference_count += size
-        stats.execution_count += 1
-        stats.queue_ns += int(sum(waits) * 1e9)
-        stats.compute_ns += int(compute_s * 1e9)
-        stats.last_inference_ms = int(time.time() * 1000)
-        weight = 1.0 if stats.execution_count == 1 else 0.2
+    def _record(self, size: int, waits: list[float], join_s: float, compute_s: float, split_s: float) -> None:
+        self.stats.executed(size, join_s, compute_s, split_s)
+        weight = 1.0 if self.stats.execution_count == 1 else 0.2
         self._avg_batch_s += weight * (compute_s - self._avg_batch_s)
         if self._metrics is not None:
             self._metrics.observe_batch(self.model, self.version, size=size, queue_s=waits, compute_s=compute_s)

@@ -1,11 +1,18 @@
 """The inference core every adapter calls: resolve the model, decode and check inputs, batch, run, shape the
-results into plain types. REST and gRPC only translate wire formats to and from these calls."""
+results into plain types. REST, gRPC, V2 and batch scoring only translate their wire formats to these calls.
+
+One request reads straight through: `_request` resolves and holds the served version, `_prepare` decodes,
+the version's batcher runs onnxruntime, and the task method shapes the outputs. The core counts requests
+(per served version, with where their time went); the batcher counts batches.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,11 +25,14 @@ from pixelserve.modelspec import (
     ModelSpec,
 )
 from pixelserve.service import images
+from pixelserve.service.batching import Completed
 from pixelserve.service.errors import InvalidInput, ModelNotFound, ModelNotReady, ShuttingDown, UnsupportedTask
 from pixelserve.service.metrics import Metrics
+from pixelserve.service.offload import Offloader
 from pixelserve.service.repository import ModelRepository, ServedVersion
 from pixelserve.service.runtime import Feeds
 from pixelserve.service.settings import Settings
+from pixelserve.service.stats import snapshot
 from pixelserve.service.types import (
     DEFAULT_TOP_K,
     Classification,
@@ -40,10 +50,6 @@ from pixelserve.service.types import (
     TaskResult,
 )
 
-# Encoded payloads above this size are decoded on a worker thread; below it the thread hop costs more than
-# decoding a few small images on the event loop.
-INLINE_DECODE_BYTES = 256 * 1024
-
 
 def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
     """`task` None is raw inference, which every model supports."""
@@ -56,14 +62,37 @@ def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
     )
 
 
+@dataclass(slots=True)
+class _Call:
+    """One request on one served version, and where its time went (for the version's statistics)."""
+
+    served: ServedVersion
+    started: float = field(default_factory=time.perf_counter)
+    prepared: float = 0.0
+    queue_s: float = 0.0
+    infer_s: float = 0.0
+    ran: float = 0.0
+
+    def mark_prepared(self) -> None:
+        self.prepared = time.perf_counter()
+
+    def mark_ran(self, done: Completed) -> None:
+        self.queue_s, self.infer_s, self.ran = done.queue_s, done.compute_s, time.perf_counter()
+
+    @property
+    def served_by(self) -> ServedBy:
+        return ServedBy(self.served.name, self.served.version)
+
+
 class InferenceCore:
-    """Implements pixelserve.service.types.Core. Build it with `build_core`; call `begin_shutdown` then `close`."""
+    """Implements pixelserve.service.types.Core. Build it with `build_core`; `begin_shutdown`, then `close`."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
         self.repository = ModelRepository(settings, metrics)
         self.limits = images.Limits.from_settings(settings)
+        self.offload = Offloader(settings.offload_threads)
         self._in_flight = 0
         self._started = False
         self._draining = False
@@ -82,6 +111,7 @@ class InferenceCore:
         self._draining = True
         self._closed = True
         await self.repository.close()
+        self.offload.close()
 
     @property
     def in_flight(self) -> int:
@@ -90,32 +120,39 @@ class InferenceCore:
     # -- request plumbing --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _request(self, ref: ModelRef, task: TaskName | None) -> Iterator[ServedVersion]:
-        """Hold the served version for one request and count its success or failure for V2 statistics."""
+    def _request(self, ref: ModelRef, task: TaskName | None) -> Iterator[_Call]:
+        """Hold the served version for one request and count its outcome for V2 statistics."""
         if self._closed:
             raise ShuttingDown("the server is shutting down")
         self._in_flight += 1
         try:
             with self.repository.lease(ref) as served:
+                call = _Call(served)
                 try:
                     _check_task(served.spec, task)
-                    yield served
+                    yield call
                 except BaseException:
-                    served.stats.failure_count += 1
+                    served.requests.failure_count += 1
                     raise
-                served.stats.success_count += 1
+                done = time.perf_counter()
+                served.requests.succeeded(
+                    done - call.started, call.prepared - call.started, call.queue_s, call.infer_s, done - call.ran
+                )
         finally:
             self._in_flight -= 1
 
     async def _prepare(self, inputs: ImageInputs, spec: ModelSpec) -> np.ndarray:
+        """Decode and check the inputs into the uint8 NHWC batch the model takes (off the loop when big)."""
         pre = spec.preprocessing
-        if inputs.tensor is None and sum(len(b) for b in inputs.encoded) > INLINE_DECODE_BYTES:
-            return await asyncio.to_thread(images.prepare, inputs, pre, self.limits)
-        return images.prepare(inputs, pre, self.limits)
+        work = 0 if inputs.tensor is not None else sum(len(b) for b in inputs.encoded)
+        return await self.offload.sized(work, images.prepare, inputs, pre, self.limits)
 
-    async def _run(self, served: ServedVersion, inputs: ImageInputs) -> tuple[np.ndarray, Feeds]:
-        batch = await self._prepare(inputs, served.spec)
-        return batch, await served.batcher.submit({INPUT_IMAGE: batch})
+    async def _run(self, call: _Call, inputs: ImageInputs) -> Feeds:
+        batch = await self._prepare(inputs, call.served.spec)
+        call.mark_prepared()
+        done = await call.served.batcher.submit({INPUT_IMAGE: batch})
+        call.mark_ran(done)
+        return done.outputs
 
     @contextlib.contextmanager
     def _ood_partner(self, spec: ModelSpec) -> Iterator[ServedVersion | None]:
@@ -140,48 +177,50 @@ class InferenceCore:
         top_k = DEFAULT_TOP_K if top_k is None else top_k
         if top_k < 1:
             raise InvalidInput(f"top_k must be at least 1, got {top_k}")
-        with self._request(ref, "classify") as served, self._ood_partner(served.spec) as partner:
-            spec = served.spec
+        with self._request(ref, "classify") as call, self._ood_partner(call.served.spec) as partner:
+            spec = call.served.spec
             batch = await self._prepare(inputs, spec)
-            runs = [served.batcher.submit({INPUT_IMAGE: batch})]
+            call.mark_prepared()
+            runs = [call.served.batcher.submit({INPUT_IMAGE: batch})]
             if partner is not None:
                 same_input = partner.spec.input.shape[1:] == spec.input.shape[1:]
                 ood_batch = batch if same_input else await self._prepare(inputs, partner.spec)
                 runs.append(partner.batcher.submit({INPUT_IMAGE: ood_batch}))
             results = await asyncio.gather(*runs)
-        labels = spec.labels or []
-        probabilities = results[0][OUTPUT_PROBABILITIES]
-        k = min(top_k, len(labels))
-        ood_errors = results[1][OUTPUT_ERROR] if partner is not None else None
-        anomaly = partner.spec.anomaly if partner is not None else None
-        items = []
-        for i, row in enumerate(probabilities):
-            top = np.argsort(-row, kind="stable")[:k]
-            score = None if ood_errors is None else float(ood_errors[i])
-            items.append(
-                Classification(
-                    top=[LabelScore(int(j), labels[j], float(row[j])) for j in top],
-                    ood_score=score,
-                    ood_threshold=anomaly.value if anomaly else None,
-                    is_ood=bool(score > anomaly.value) if anomaly and score is not None else None,
+            call.mark_ran(results[0])
+            labels = spec.labels or []
+            probabilities = results[0].outputs[OUTPUT_PROBABILITIES]
+            k = min(top_k, len(labels))
+            ood_errors = results[1].outputs[OUTPUT_ERROR] if partner is not None else None
+            anomaly = partner.spec.anomaly if partner is not None else None
+            items = []
+            for i, row in enumerate(probabilities):
+                top = np.argsort(-row, kind="stable")[:k]
+                score = None if ood_errors is None else float(ood_errors[i])
+                items.append(
+                    Classification(
+                        top=[LabelScore(int(j), labels[j], float(row[j])) for j in top],
+                        ood_score=score,
+                        ood_threshold=anomaly.value if anomaly else None,
+                        is_ood=bool(score > anomaly.value) if anomaly and score is not None else None,
+                    )
                 )
-            )
-        return TaskResult(ServedBy(served.name, served.version), items)
+        return TaskResult(call.served_by, items)
 
     async def _reconstruct(self, ref: ModelRef, inputs: ImageInputs, task: TaskName) -> TaskResult[Reconstruction]:
-        with self._request(ref, task) as served:
-            _, outputs = await self._run(served, inputs)
-        anomaly = served.spec.anomaly if task == "reconstruct" else None
-        items = [
-            Reconstruction(
-                image=image,
-                error=float(error),
-                threshold=anomaly.value if anomaly else None,
-                is_anomaly=bool(error > anomaly.value) if anomaly else None,
-            )
-            for image, error in zip(outputs[OUTPUT_RECONSTRUCTION], outputs[OUTPUT_ERROR], strict=True)
-        ]
-        return TaskResult(ServedBy(served.name, served.version), items)
+        with self._request(ref, task) as call:
+            outputs = await self._run(call, inputs)
+            anomaly = call.served.spec.anomaly if task == "reconstruct" else None
+            items = [
+                Reconstruction(
+                    image=image,
+                    error=float(error),
+                    threshold=anomaly.value if anomaly else None,
+                    is_anomaly=bool(error > anomaly.value) if anomaly else None,
+                )
+                for image, error in zip(outputs[OUTPUT_RECONSTRUCTION], outputs[OUTPUT_ERROR], strict=True)
+            ]
+        return TaskResult(call.served_by, items)
 
     async def denoise(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]:
         return await self._reconstruct(ref, inputs, "denoise")
@@ -191,21 +230,21 @@ class InferenceCore:
         return await self._reconstruct(ref, inputs, "reconstruct")
 
     async def encode(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Encoding]:
-        with self._request(ref, "encode") as served:
-            _, outputs = await self._run(served, inputs)
-        items = [Encoding(latent=row) for row in outputs[OUTPUT_LATENT]]
-        return TaskResult(ServedBy(served.name, served.version), items)
+        with self._request(ref, "encode") as call:
+            outputs = await self._run(call, inputs)
+            items = [Encoding(latent=row) for row in outputs[OUTPUT_LATENT]]
+        return TaskResult(call.served_by, items)
 
     async def infer(self, ref: ModelRef, inputs: ImageInputs, outputs: Sequence[str] | None = None) -> InferResult:
-        with self._request(ref, None) as served:
-            declared = [o.name for o in served.spec.outputs]
+        with self._request(ref, None) as call:
+            spec = call.served.spec
+            declared = [o.name for o in spec.outputs]
             unknown = [name for name in outputs or () if name not in declared]
             if unknown:
-                raise InvalidInput(f"unknown output(s) {unknown}; model {served.name!r} has {declared}")
-            _, results = await self._run(served, inputs)
-        wanted = list(outputs) if outputs else declared
-        outputs = {name: results[name] for name in wanted}
-        return InferResult(ServedBy(served.name, served.version), outputs, labels=served.spec.labels)
+                raise InvalidInput(f"unknown output(s) {unknown}; model {spec.name!r} has {declared}")
+            results = await self._run(call, inputs)
+            chosen = {name: results[name] for name in (outputs or declared)}
+        return InferResult(call.served_by, chosen, labels=spec.labels)
 
     # -- metadata and control ----------------------------------------------------------------------------
 
@@ -214,20 +253,7 @@ class InferenceCore:
 
     def model_stats(self, ref: ModelRef | None = None) -> list[ModelStats]:
         served = [self.repository.resolve(ref)] if ref is not None else self.repository.served()
-        return [
-            ModelStats(
-                name=s.name,
-                version=s.version,
-                success_count=s.stats.success_count,
-                failure_count=s.stats.failure_count,
-                inference_count=s.stats.inference_count,
-                execution_count=s.stats.execution_count,
-                queue_ns=s.stats.queue_ns,
-                compute_ns=s.stats.compute_ns,
-                last_inference_ms=s.stats.last_inference_ms,
-            )
-            for s in sorted(served, key=lambda s: s.name)
-        ]
+        return [snapshot(s.name, s.version, s.requests, s.batcher.stats) for s in sorted(served, key=lambda s: s.name)]
 
     def index(self) -> list[ModelStatus]:
         return self.repository.index()

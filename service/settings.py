@@ -31,6 +31,7 @@ class Settings(CommandSettings):
     cuda_device_id: int = Field(0, ge=0, description="GPU ordinal for CUDA/TensorRT")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0 = runtime default)")
     inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads (0 = runtime default)")
+    offload_threads: int = Field(0, ge=0, description="threads that decode and encode big payloads (0: cores + 2)")
     max_batch_size: int = Field(32, ge=1, description="images per batch the dynamic batcher forms")
     max_queue_delay_ms: float = Field(2.0, ge=0, description="longest wait for a batch to fill")
     max_queue_size: int = Field(256, ge=1, description="images queued per model version before 429")

@@ -13,6 +13,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 import numpy as np
 
 from pixelserve.modelspec import ModelSpec
+from pixelserve.service.offload import Offloader
 
 T = TypeVar("T")
 
@@ -110,25 +111,47 @@ class ModelInfo:
     state: ModelState
     provider: str  # the active onnxruntime execution provider, e.g. CPUExecutionProvider
     versions: list[int] = field(default_factory=list)
+    instances: int = 1  # onnxruntime sessions serving it (Triton's instance_group count)
+
+
+@dataclass(frozen=True)
+class BatchSizeStats:
+    """Executions of one batch size, as Triton's batch_stats report them (durations in nanoseconds)."""
+
+    batch_size: int
+    count: int
+    compute_input_ns: int  # joining the requests' arrays into one batch
+    compute_infer_ns: int  # onnxruntime
+    compute_output_ns: int  # splitting the outputs back per request
 
 
 @dataclass(frozen=True)
 class ModelStats:
-    """Counters for V2 /stats and ModelStatistics (durations in nanoseconds, as the protocol wants)."""
+    """Counters for V2 /stats and ModelStatistics (durations in nanoseconds, as the protocol wants).
+
+    Request counters come from the core, one count per request; a request's compute time is that of the batch
+    it ran in, as Triton counts it. Execution counters come from the batcher, one count per batch.
+    """
 
     name: str
     version: int
     success_count: int
     failure_count: int
+    success_ns: int  # whole requests inside the core, decode to postprocess
+    queue_ns: int
+    compute_input_ns: int  # decode and preprocessing
+    compute_ns: int  # onnxruntime, the batch each request ran in
+    compute_output_ns: int  # postprocessing
     inference_count: int  # images
     execution_count: int  # batches
-    queue_ns: int
-    compute_ns: int
     last_inference_ms: int
+    batches: list[BatchSizeStats] = field(default_factory=list)
 
 
 class Core(Protocol):
     """The one path every adapter calls: decode, validate, batch, run, postprocess."""
+
+    offload: Offloader  # the one pool adapters move big encoding work to
 
     async def classify(
         self, ref: ModelRef, inputs: ImageInputs, *, top_k: int | None = None

@@ -93,7 +93,7 @@ def classify_response(result: TaskResult[Classification], request_id: str = "") 
     )
 
 
-def reconstructions(items: Sequence[Reconstruction], *, return_tensor: bool) -> list[pb.Reconstruction]:
+def reconstructions(items: Sequence[Reconstruction], return_tensor: bool) -> list[pb.Reconstruction]:
     return [
         pb.Reconstruction(
             png=encode_png(item.image),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
@@ -17,9 +16,6 @@ from pixelserve.service.settings import Settings
 from pixelserve.service.types import Core, TaskName
 
 T = TypeVar("T")
-
-# Above this many output pixels, PNG encoding moves off the event loop.
-INLINE_PIXELS = 256 * 1024
 
 
 class TaskServicer(pb_grpc.PixelServeServicer):
@@ -66,12 +62,8 @@ class TaskServicer(pb_grpc.PixelServeServicer):
                 converters.model_ref(request.model, request.version), converters.image_inputs(request.inputs)
             )
             tracker.version = result.model.version
-        pixels = sum(item.image.size for item in result.items)
-        items = (
-            converters.reconstructions(result.items, return_tensor=request.return_tensor)
-            if pixels < INLINE_PIXELS
-            else await asyncio.to_thread(converters.reconstructions, result.items, return_tensor=request.return_tensor)
-        )
+        size = sum(item.image.nbytes for item in result.items)
+        items = await self.core.offload.sized(size, converters.reconstructions, result.items, request.return_tensor)
         return build(model=converters.served_by(result), results=items)
 
     @guarded

@@ -1,4 +1,8 @@
-"""inference.GRPCInferenceService: the KServe V2 / Triton gRPC protocol on the Core, for tritonclient and friends."""
+"""inference.GRPCInferenceService: the KServe V2 / Triton gRPC protocol, for tritonclient and friends.
+
+Each method decodes its protobuf request, asks `pixelserve.service.v2` (the same calls REST makes) and
+encodes the answer; see `v2_converters` for the encoding.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,17 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-import pixelserve
-from pixelserve.service.grpc import v2_converters as v2
+from pixelserve.service.grpc import v2_converters as convert
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as pb
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as pb_grpc
+from pixelserve.service.grpc.gen.inference import model_config_pb2 as config_pb
 from pixelserve.service.grpc.status import guarded, ordered_map, status_of
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core, ModelRef
-
-SERVER_NAME = "pixelserve"
-EXTENSIONS = ("classification", "model_repository", "model_configuration", "statistics")
+from pixelserve.service.types import Core
+from pixelserve.service.v2 import metadata as v2_metadata
+from pixelserve.service.v2.infer import infer as v2_infer
+from pixelserve.service.v2.metadata import model_ref
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -41,30 +45,28 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
-        return pb.ModelReadyResponse(ready=self.core.is_ready(v2.model_ref(request.name, request.version)))
+        ready = v2_metadata.model_ready(self.core, model_ref(request.name, request.version))
+        return pb.ModelReadyResponse(ready=ready)
 
     @guarded
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name=SERVER_NAME, version=pixelserve.__version__, extensions=EXTENSIONS)
+        return convert.message(v2_metadata.server_metadata(), pb.ServerMetadataResponse())
 
     @guarded
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelMetadataResponse:
-        return v2.metadata_response(self.core.model_info(v2.model_ref(request.name, request.version)))
+        info = self.core.model_info(model_ref(request.name, request.version))
+        return convert.message(v2_metadata.model_metadata(info), pb.ModelMetadataResponse())
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         with self.metrics.track(model=request.model_name, task="infer", protocol="grpc") as tracker:
-            spec = self.core.model_info(v2.model_ref(request.model_name, request.model_version)).spec
-            inputs, raw = v2.infer_inputs(request, spec.input.name)
-            requested = v2.requested_outputs(request)
-            result = await self.core.infer(
-                ModelRef(spec.name, spec.version), inputs, [o.name for o in requested] or None
-            )
-            tracker.version = result.model.version
-        return v2.infer_response(request.id, result, requested, labels=spec.labels, raw=raw)
+            decoded, raw = convert.infer_request(request)
+            response = await v2_infer(self.core, decoded)
+            tracker.version = int(response.model_version)
+        return convert.infer_response(response, raw=raw)
 
     @guarded
     async def ModelInfer(
@@ -94,21 +96,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelConfig(
         self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelConfigResponse:
-        info = self.core.model_info(v2.model_ref(request.name, request.version))
-        return v2.config_response(info, self.settings)
+        info = self.core.model_info(model_ref(request.name, request.version))
+        config = convert.message(v2_metadata.model_config(info, self.settings), config_pb.ModelConfig())
+        return pb.ModelConfigResponse(config=config)
 
     @guarded
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelStatisticsResponse:
-        ref = v2.model_ref(request.name, request.version) if request.name else None
-        return v2.statistics_response(self.core.model_stats(ref))
+        ref = model_ref(request.name, request.version) if request.name else None
+        return convert.message(v2_metadata.statistics(self.core.model_stats(ref)), pb.ModelStatisticsResponse())
 
     @guarded
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryIndexResponse:
-        return v2.index_response(self.core.index(), ready_only=request.ready)
+        models = v2_metadata.repository_index(self.core.index(), ready_only=request.ready)
+        return convert.message({"models": models}, pb.RepositoryIndexResponse())
 
     @guarded
     async def RepositoryModelLoad(

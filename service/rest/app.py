@@ -39,8 +39,8 @@ def create_app(core: Core, settings: Settings, metrics: Metrics) -> FastAPI:
 
     protected = [Depends(api_key_guard(settings.api_key))] if settings.api_key is not None else []
     app.include_router(create_v2_health_router(core))
-    app.include_router(create_task_router(core, settings, metrics), dependencies=protected)
-    app.include_router(create_v2_router(core, settings, metrics), dependencies=protected)
+    app.include_router(create_task_router(core, settings, metrics, core.offload), dependencies=protected)
+    app.include_router(create_v2_router(core, settings, metrics, core.offload), dependencies=protected)
     app.include_router(create_artifact_router(core, settings), dependencies=protected)
     install_playground(app)  # public: the page holds no data and asks for the key on 401
 

@@ -7,7 +7,6 @@ Each handler only translates: body -> `ImageInputs`, path -> `ModelRef`, core re
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -16,7 +15,7 @@ from starlette.responses import Response
 from pixelserve.service.errors import ServiceError
 from pixelserve.service.images import encode_png
 from pixelserve.service.metrics import Metrics
-from pixelserve.service.rest.offload import run_sized
+from pixelserve.service.offload import Offloader
 from pixelserve.service.rest.routing import add_model_routes
 from pixelserve.service.rest.schemas import (
     ClassificationOut,
@@ -36,13 +35,13 @@ from pixelserve.service.rest.schemas import (
 from pixelserve.service.rest.uploads import Upload, read_upload
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import (
+    DEFAULT_TOP_K,
     Classification,
     Core,
     ImageInputs,
     ModelRef,
     Reconstruction,
     ServedBy,
-    TaskName,
     TaskResult,
 )
 
@@ -73,7 +72,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 413, 429, 500, 503, 504)
 }
 
-TopK = Annotated[int | None, Query(ge=1, description="labels per image (default 5)")]
+TopK = Annotated[int | None, Query(ge=1, description=f"labels per image (default {DEFAULT_TOP_K})")]
 
 
 def _served(model: ServedBy) -> ServedModel:
@@ -170,39 +169,36 @@ def _metadata(core: Core, ref: ModelRef) -> ModelMetadata:
     )
 
 
-def create_task_router(core: Core, settings: Settings, metrics: Metrics) -> APIRouter:
+def create_task_router(core: Core, settings: Settings, metrics: Metrics, offload: Offloader) -> APIRouter:
     router = APIRouter(tags=["tasks"], responses=ERRORS)
-
-    async def run_task(
-        request: Request, name: str, version: int | None, task: TaskName, call: Callable[..., Awaitable[Any]]
-    ) -> tuple[Upload, Any]:
-        with metrics.track(model=name, task=task, protocol="rest") as tracker:
-            upload = await read_upload(request, settings)
-            result = await call(ModelRef(name, version), ImageInputs(encoded=upload.images), upload)
-            tracker.version = result.model.version
-        return upload, result
 
     async def classify(request: Request, name: str, version: int | None = None, top_k: TopK = None) -> ClassifyResponse:
         """Top-k labels per image, plus an out-of-distribution score when the model is paired with an
         autoencoder."""
-
-        async def call(ref: ModelRef, inputs: ImageInputs, upload: Upload) -> TaskResult[Classification]:
-            return await core.classify(ref, inputs, top_k=top_k or upload.top_k)
-
-        _, result = await run_task(request, name, version, "classify", call)
+        with metrics.track(model=name, task="classify", protocol="rest") as tracker:
+            upload = await read_upload(request, settings, offload)
+            inputs = ImageInputs(encoded=upload.images)
+            result = await core.classify(ModelRef(name, version), inputs, top_k=top_k or upload.top_k)
+            tracker.version = result.model.version
         return _classifications(result)
 
     async def reconstruct(request: Request, name: str, version: int | None = None) -> ImageResponse:
         """Reconstruction (base64 PNG), its error and the anomaly verdict per image."""
-        _, result = await run_task(request, name, version, "reconstruct", lambda r, i, _: core.reconstruct(r, i))
-        return await run_sized(_image_bytes(result), _images, result)
+        with metrics.track(model=name, task="reconstruct", protocol="rest") as tracker:
+            upload = await read_upload(request, settings, offload)
+            result = await core.reconstruct(ModelRef(name, version), ImageInputs(encoded=upload.images))
+            tracker.version = result.model.version
+        return await offload.sized(_image_bytes(result), _images, result)
 
     async def denoise(request: Request, name: str, version: int | None = None) -> Response:
         """The cleaned image: a bare image/png for one raw-body image (or `Accept: image/png`), else JSON."""
-        upload, result = await run_task(request, name, version, "denoise", lambda r, i, _: core.denoise(r, i))
+        with metrics.track(model=name, task="denoise", protocol="rest") as tracker:
+            upload = await read_upload(request, settings, offload)
+            result = await core.denoise(ModelRef(name, version), ImageInputs(encoded=upload.images))
+            tracker.version = result.model.version
         if wants_png(request, upload):
-            return _png_response(result, await run_sized(_image_bytes(result), encode_png, result.items[0].image))
-        body = await run_sized(_image_bytes(result), _images, result)
+            return _png_response(result, await offload.sized(_image_bytes(result), encode_png, result.items[0].image))
+        body = await offload.sized(_image_bytes(result), _images, result)
         return Response(content=body.model_dump_json(), media_type="application/json")
 
     async def model_metadata(name: str, version: int | None = None) -> ModelMetadata:
@@ -211,7 +207,10 @@ def create_task_router(core: Core, settings: Settings, metrics: Metrics) -> APIR
 
     async def encode(request: Request, name: str, version: int | None = None) -> EncodeResponse:
         """The latent vector per image (autoencoders with a latent output)."""
-        _, result = await run_task(request, name, version, "encode", lambda r, i, _: core.encode(r, i))
+        with metrics.track(model=name, task="encode", protocol="rest") as tracker:
+            upload = await read_upload(request, settings, offload)
+            result = await core.encode(ModelRef(name, version), ImageInputs(encoded=upload.images))
+            tracker.version = result.model.version
         return EncodeResponse(
             model=_served(result.model), results=[EncodingOut(latent=item.latent.tolist()) for item in result.items]
         )

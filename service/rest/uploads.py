@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from pixelserve.service.errors import InvalidInput
-from pixelserve.service.rest.offload import run_sized
+from pixelserve.service.offload import Offloader
 from pixelserve.service.rest.schemas import ImagesRequest
 from pixelserve.service.settings import Settings
 
@@ -87,13 +87,13 @@ async def _read_multipart(request: Request, settings: Settings) -> Upload:
     return Upload(images, top_k)
 
 
-async def read_upload(request: Request, settings: Settings) -> Upload:
+async def read_upload(request: Request, settings: Settings, offload: Offloader) -> Upload:
     kind = media_type(request)
     if kind == MULTIPART:
         return await _read_multipart(request, settings)
     if kind == JSON or kind.endswith("+json"):
         body = await request.body()
-        return await run_sized(len(body), _parse_json, body)
+        return await offload.sized(len(body), _parse_json, body)
     if kind.startswith("image/") or kind in RAW_TYPES:
         body = await request.body()
         if not body:

@@ -1,72 +1,46 @@
-"""KServe V2 / Open Inference Protocol tensors over HTTP: JSON and the binary tensor data extension.
+"""The HTTP encoding of V2 inference: a JSON header, optionally followed by binary tensor data.
 
-Request body: a JSON header, optionally followed by raw tensor bytes. With the binary extension the header's
-length is in ``Inference-Header-Content-Length`` and each binary input names its byte count in
-``parameters.binary_data_size``; the chunks follow the header in input order.
+With the binary tensor data extension the header's length is in ``Inference-Header-Content-Length`` and each
+binary input names its byte count in ``parameters.binary_data_size``; the chunks follow the header in input
+order. In JSON, numbers are flat or nested lists and BYTES elements are base64 strings (JSON strings cannot
+hold arbitrary bytes). What the request means is `pixelserve.service.v2.infer`'s business; this module only
+turns bytes into its `InferRequest` and its `InferResponse` back into bytes.
 
-Tensor encodings: UINT8 / FP32 as little-endian row-major bytes (binary) or a flat or nested number list
-(JSON). BYTES elements carry encoded images: in binary each element is a 4-byte little-endian length and the
-bytes; in JSON each element is a base64 string (JSON strings cannot hold arbitrary bytes).
 Request compression (``Content-Encoding: gzip|deflate``, as tritonclient can send) is inflated with the same
-byte limit as the body, so a compressed bomb stops at the limit.
+byte limit as the body, so a compressed bomb stops at the limit. JSON is parsed by orjson: fast, and deep
+nesting is a clean error instead of a recursion crash.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import orjson
 
 from pixelserve.service.errors import InvalidInput, PayloadTooLarge
-from pixelserve.service.kserve import IMAGE_TYPES, V2_TYPES, element_count, join_bytes, split_bytes, v2_type
-from pixelserve.service.types import ImageInputs
+from pixelserve.service.types import ModelRef
+from pixelserve.service.v2.infer import (
+    InferRequest,
+    InferResponse,
+    InputTensor,
+    OutputTensor,
+    RequestedOutput,
+    class_count,
+)
+from pixelserve.service.v2.tensors import BYTES, V2_TYPES, is_count, join_bytes
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 JSON_CONTENT_TYPE = "application/json"
+BINARY_OUTPUT = "binary_data_output"  # request parameter: the default for outputs that do not say
 
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class InputTensor(_Wire):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    data: list[Any] | None = None
-
-
-class RequestedOutput(_Wire):
-    name: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
-
-
-class InferRequest(_Wire):
-    id: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    inputs: list[InputTensor] = Field(min_length=1)
-    outputs: list[RequestedOutput] | None = None
-
-
-@dataclass(frozen=True)
-class DecodedRequest:
-    request: InferRequest
-    inputs: dict[str, ImageInputs]
-
-
-@dataclass
-class OutputTensor:
-    name: str
-    array: np.ndarray  # numeric, or an object array of bytes for BYTES
-    binary: bool
+_REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
+_INPUT_KEYS = {"name", "shape", "datatype", "parameters", "data"}
+_OUTPUT_KEYS = {"name", "parameters"}
 
 
 def inflate(body: bytes, encoding: str, limit: int) -> bytes:
@@ -87,141 +61,149 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
-def _flatten(data: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            flat.append(item)
-        else:
-            stack.pop()
-    return flat
-
-
-def _json_bytes_elements(tensor: InputTensor, count: int) -> list[bytes]:
-    flat = _flatten(tensor.data or [])
-    if len(flat) != count:
-        raise InvalidInput(f"input {tensor.name!r}: shape says {count} elements, data holds {len(flat)}")
-    items = []
-    for i, text in enumerate(flat):
-        if not isinstance(text, str):
-            raise InvalidInput(f"input {tensor.name!r}: BYTES element {i} must be a base64 string")
-        try:
-            items.append(base64.b64decode(text, validate=True))
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidInput(f"input {tensor.name!r}: BYTES element {i} is not valid base64: {exc}") from exc
-    return items
-
-
-def _json_numbers(tensor: InputTensor, count: int, dtype: np.dtype) -> np.ndarray:
-    flat = _flatten(tensor.data or [])
-    if len(flat) != count:
-        raise InvalidInput(f"input {tensor.name!r}: shape says {count} elements, data holds {len(flat)}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
-        raise InvalidInput(f"input {tensor.name!r}: {tensor.datatype} data must be numbers")
-    values = np.asarray(flat, dtype=np.float64)
-    if dtype == np.uint8 and (values.size and (values.min() < 0 or values.max() > 255 or (values % 1).any())):
-        raise InvalidInput(f"input {tensor.name!r}: UINT8 values must be whole numbers in 0..255")
-    return values.astype(dtype).reshape(tensor.shape)
-
-
-def _to_image_inputs(tensor: InputTensor, raw: bytes | None) -> ImageInputs:
-    if tensor.datatype not in IMAGE_TYPES:
-        raise InvalidInput(
-            f"input {tensor.name!r}: datatype {tensor.datatype} is not accepted; send UINT8 or FP32 pixels "
-            "(NHWC) or BYTES encoded images"
-        )
-    count = element_count(tensor.shape)
-    if tensor.datatype == "BYTES":
-        images = _json_bytes_elements(tensor, count) if raw is None else split_bytes(raw)
-        if len(images) != count:
-            raise InvalidInput(
-                f"input {tensor.name!r}: shape says {count} BYTES elements, the data holds {len(images)}"
-            )
-        return ImageInputs(encoded=images)
-    dtype = V2_TYPES[tensor.datatype]
-    if raw is None:
-        return ImageInputs(tensor=_json_numbers(tensor, count, dtype))
-    if len(raw) != count * dtype.itemsize:
-        raise InvalidInput(
-            f"input {tensor.name!r}: shape {tensor.shape} of {tensor.datatype} needs {count * dtype.itemsize} "
-            f"bytes, got {len(raw)}"
-        )
-    return ImageInputs(tensor=np.frombuffer(raw, dtype=dtype).reshape(tensor.shape))
-
-
-def decode_request(body: bytes, header_length: str | None) -> DecodedRequest:
-    """Parse a whole V2 infer body; every malformation is an InvalidInput naming the input at fault."""
-    if header_length is None:
-        header, binary = body, b""
-    else:
-        if not header_length.strip().isdigit() or int(header_length) > len(body):
-            raise InvalidInput(f"{HEADER_LENGTH} {header_length!r} is not a length within the body")
-        split = int(header_length)
-        header, binary = body[:split], body[split:]
+def parse_json(data: bytes | memoryview, what: str) -> Any:
     try:
-        request = InferRequest.model_validate_json(header)
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"invalid inference request: {details}") from exc
-    inputs: dict[str, ImageInputs] = {}
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"invalid {what}: the body is not JSON: {exc}") from exc
+
+
+def _invalid(message: str) -> InvalidInput:
+    return InvalidInput(f"invalid inference request: {message}")
+
+
+def _object(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _invalid(f"{where} must be a JSON object")
+    extra = sorted(set(value) - allowed)
+    if extra:
+        raise _invalid(f"{where} has unknown field {extra[0]!r}")
+    return value
+
+
+def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+    value = obj.get(key, default)
+    if value is None and default is None and key not in obj:
+        raise _invalid(f"{where}.{key} is required")
+    if value is not None and not isinstance(value, kind):
+        raise _invalid(f"{where}.{key} has the wrong type")
+    return value
+
+
+def _b64_elements(name: str, data: list[Any]) -> list[Any]:
+    """JSON BYTES elements are base64 text; nesting is kept for the protocol's own element count."""
+    out: list[Any] = []
+    for i, text in enumerate(data):
+        if isinstance(text, list):
+            out.append(_b64_elements(name, text))
+            continue
+        if not isinstance(text, str):
+            raise InvalidInput(f"input {name!r}: BYTES element {i} must be a base64 string")
+        try:
+            out.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput(f"input {name!r}: BYTES element {i} is not valid base64: {exc}") from exc
+    return out
+
+
+def _inputs(raw_inputs: Any, binary: memoryview) -> list[InputTensor]:
+    if not isinstance(raw_inputs, list):
+        raise _invalid("inputs must be a list")
+    tensors = []
     offset = 0
-    for tensor in request.inputs:
-        size = tensor.parameters.get("binary_data_size")
-        raw = None
+    for i, raw in enumerate(raw_inputs):
+        where = f"inputs[{i}]"
+        tensor = _object(raw, where, _INPUT_KEYS)
+        name = _field(tensor, "name", str, where)
+        datatype = _field(tensor, "datatype", str, where)
+        shape = _field(tensor, "shape", list, where)
+        parameters = _field(tensor, "parameters", dict, where, {})
+        size = parameters.get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
-                raise InvalidInput(f"input {tensor.name!r}: binary_data_size {size!r} exceeds the binary data")
-            raw = binary[offset : offset + size]
+            if not is_count(size) or isinstance(size, str) or offset + size > len(binary):
+                raise InvalidInput(f"input {name!r}: binary_data_size {size!r} exceeds the binary data")
+            data: Any = binary[offset : offset + size]
             offset += size
-        elif tensor.data is None:
-            raise InvalidInput(f"input {tensor.name!r} has neither data nor binary_data_size")
-        if tensor.name in inputs:
-            raise InvalidInput(f"input {tensor.name!r} is given twice")
-        inputs[tensor.name] = _to_image_inputs(tensor, raw)
+        elif isinstance(tensor.get("data"), list):
+            data = _b64_elements(name, tensor["data"]) if datatype == BYTES else tensor["data"]
+        else:
+            raise InvalidInput(f"input {name!r} has neither data nor binary_data_size")
+        tensors.append(InputTensor(name, datatype, shape, data))
     if offset != len(binary):
         raise InvalidInput(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
-    return DecodedRequest(request, inputs)
+    return tensors
 
 
-def _binary_payload(array: np.ndarray) -> bytes:
-    if array.dtype == object:
-        return join_bytes(list(array.ravel()))
-    return np.ascontiguousarray(array, dtype=V2_TYPES[v2_type(array.dtype)]).tobytes()
+def _outputs(raw_outputs: Any) -> list[RequestedOutput] | None:
+    if raw_outputs is None:
+        return None
+    if not isinstance(raw_outputs, list):
+        raise _invalid("outputs must be a list")
+    outputs = []
+    for i, raw in enumerate(raw_outputs):
+        where = f"outputs[{i}]"
+        wanted = _object(raw, where, _OUTPUT_KEYS)
+        name = _field(wanted, "name", str, where)
+        parameters = _field(wanted, "parameters", dict, where, {})
+        binary = parameters.get("binary_data")
+        outputs.append(
+            RequestedOutput(name, class_count(name, parameters.get("classification", 0)),
+                            None if binary is None else bool(binary))
+        )  # fmt: skip
+    return outputs
 
 
-def _json_data(array: np.ndarray) -> list[Any]:
-    if array.dtype == object:
-        return [item.decode("utf-8", errors="replace") for item in array.ravel()]
-    return array.ravel().tolist()
+def decode_request(body: bytes, header_length: str | None, model: ModelRef) -> InferRequest:
+    """Parse a whole V2 infer body; every malformation is an InvalidInput naming the part at fault."""
+    view = memoryview(body)
+    if header_length is None:
+        header, binary = view, view[len(view) :]
+    else:
+        if not is_count(header_length.strip()) or int(header_length) > len(body):
+            raise InvalidInput(f"{HEADER_LENGTH} {header_length!r} is not a length within the body")
+        split = int(header_length)
+        header, binary = view[:split], view[split:]
+    try:
+        parsed = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid(f"the header is not JSON: {exc}") from exc
+    request = _object(parsed, "the request", _REQUEST_KEYS)
+    request_id = _field(request, "id", str, "the request", "")
+    parameters = _field(request, "parameters", dict, "the request", {})
+    inputs = _inputs(_field(request, "inputs", list, "the request"), binary)
+    return InferRequest(model, inputs, _outputs(request.get("outputs")), request_id, parameters)
 
 
-def encode_response(
-    model_name: str, model_version: int, request_id: str | None, outputs: list[OutputTensor]
-) -> tuple[bytes, dict[str, str]]:
+def _binary_payload(out: OutputTensor) -> bytes:
+    if out.datatype == BYTES:
+        return join_bytes(list(out.array.ravel()))
+    return np.ascontiguousarray(out.array, dtype=V2_TYPES[out.datatype]).tobytes()
+
+
+def _json_data(out: OutputTensor) -> list[Any]:
+    if out.datatype == BYTES:
+        return [item.decode("utf-8", errors="replace") for item in out.array.ravel()]
+    return out.array.ravel().tolist()
+
+
+def encode_response(response: InferResponse, binary_default: bool) -> tuple[bytes, dict[str, str]]:
     """The V2 response body and its headers; binary outputs follow the JSON header in output order."""
     chunks: list[bytes] = []
     tensors = []
-    for out in outputs:
-        tensor: dict[str, Any] = {
-            "name": out.name,
-            "datatype": v2_type(out.array.dtype),
-            "shape": list(out.array.shape),
-        }
-        if out.binary:
-            payload = _binary_payload(out.array)
+    for out in response.outputs:
+        tensor: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": list(out.array.shape)}
+        if binary_default if out.binary is None else out.binary:
+            payload = _binary_payload(out)
             tensor["parameters"] = {"binary_data_size": len(payload)}
             chunks.append(payload)
         else:
-            tensor["data"] = _json_data(out.array)
+            tensor["data"] = _json_data(out)
         tensors.append(tensor)
-    body: dict[str, Any] = {"model_name": model_name, "model_version": str(model_version), "outputs": tensors}
-    if request_id is not None:
-        body["id"] = request_id
-    header = json.dumps(body, separators=(",", ":")).encode()
+    body: dict[str, Any] = {"model_name": response.model_name, "model_version": response.model_version}
+    if response.id:
+        body["id"] = response.id
+    body["outputs"] = tensors
+    header = orjson.dumps(body)
     if not chunks:
         return header, {"Content-Type": JSON_CONTENT_TYPE}
     return header + b"".join(chunks), {"Content-Type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(header))}

@@ -71,7 +71,7 @@ async def test_concurrent_requests_form_batches_larger_than_one(runner: Runner, 
     results = await asyncio.gather(*(batcher.submit({"image": x}) for x in requests))
     await batcher.close()
     for x, result in zip(requests, results, strict=True):
-        np.testing.assert_allclose(result["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(result.outputs["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
     batches = sample(metrics, "pixelserve_batch_size_count")
     assert sample(metrics, "pixelserve_batch_size_sum") == 8
     assert 1 <= batches < 8, "eight concurrent single-image requests must not run as eight batches"
@@ -87,8 +87,8 @@ async def test_each_request_gets_its_own_rows_back(runner: Runner, metrics: Metr
     await batcher.close()
     assert len(runner.batches) == 1 and len(runner.batches[0]) == 7
     for x, result in zip(requests, results, strict=True):
-        assert result["probabilities"].shape == (len(x), 3)
-        np.testing.assert_allclose(result["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
+        assert result.outputs["probabilities"].shape == (len(x), 3)
+        np.testing.assert_allclose(result.outputs["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
 
 
 async def test_a_request_larger_than_max_batch_is_chunked_and_joined_in_order(runner: Runner, metrics: Metrics) -> None:
@@ -96,7 +96,7 @@ async def test_a_request_larger_than_max_batch_is_chunked_and_joined_in_order(ru
     x = random_images(20, seed=5)
     result = await batcher.submit({"image": x})
     await batcher.close()
-    np.testing.assert_allclose(result["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.outputs["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
     assert sorted(len(b) for b in runner.batches) == [4, 8, 8]
 
 
@@ -155,7 +155,7 @@ async def test_failing_batch_fails_all_its_waiters_and_the_next_request_succeeds
         assert "batch of 4 images: poisoned input reached the runtime" in result.message
     x = random_images(3, seed=3)
     after = await batcher.submit({"image": x})
-    np.testing.assert_allclose(after["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(after.outputs["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
     await batcher.close()
 
 
@@ -191,4 +191,4 @@ async def test_close_finishes_queued_work_then_refuses_new_requests(runner: Runn
     results = await asyncio.gather(*pending)
     await closing
     for x, result in zip(requests, results, strict=True):
-        np.testing.assert_allclose(result["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(result.outputs["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)

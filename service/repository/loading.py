@@ -6,14 +6,13 @@ a version whose graph disagrees with its model.json is refused rather than serve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnxruntime as ort
-from pydantic import ValidationError
 
-from pixelserve.modelspec import MODEL_FILE, OUTPUT_ERROR, SPEC_FILE, ModelSpec, TensorSpec
+from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec, TensorSpec
 from pixelserve.service.errors import ModelNotReady
+from pixelserve.service.repository.disk import VersionRejected
 from pixelserve.service.runtime import ModelRunner, SessionFactory, warm_up
 from pixelserve.service.settings import Settings
 
@@ -24,47 +23,6 @@ ORT_DTYPES = {
     "tensor(int64)": "int64",
     "tensor(int32)": "int32",
 }
-
-
-class VersionRejected(Exception):
-    """This version cannot be served; the message is the reason shown in the model index and logs."""
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """mtime and size of model.onnx and model.json: enough to notice a replaced file, no hashing needed."""
-
-    model: tuple[int, int] | None
-    spec: tuple[int, int] | None
-
-    @classmethod
-    def of(cls, path: Path) -> Fingerprint:
-        return cls(_stat(path / MODEL_FILE), _stat(path / SPEC_FILE))
-
-
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-def read_spec(path: Path, name: str, version: int) -> ModelSpec:
-    """model.json of one version directory, checked against the directory's own name and number."""
-    if not (path / MODEL_FILE).is_file():
-        raise VersionRejected(f"{MODEL_FILE} is missing")
-    try:
-        spec = ModelSpec.load(path / SPEC_FILE)
-    except FileNotFoundError as exc:
-        raise VersionRejected(f"{SPEC_FILE} is missing") from exc
-    except (ValidationError, ValueError, OSError) as exc:
-        raise VersionRejected(f"{SPEC_FILE} is invalid: {exc}") from exc
-    if spec.name != name or spec.version != version:
-        raise VersionRejected(f"{SPEC_FILE} names {spec.name} version {spec.version}, not its directory")
-    if spec.task != "classify" and not spec.has_output(OUTPUT_ERROR):
-        raise VersionRejected(f"a {spec.task} model must output {OUTPUT_ERROR!r}; the service reports it")
-    return spec
 
 
 def _check_tensor(kind: str, declared: TensorSpec, actual: ort.NodeArg) -> None:

@@ -1,21 +1,16 @@
-"""Wire-neutral pieces of KServe V2 / the Open Inference Protocol, shared by the REST and gRPC adapters so
-both speak it identically: datatype names, Triton's BYTES framing, the classification extension's strings,
-repository state names and the platform the model metadata reports."""
+"""Tensor rules of the V2 protocol: datatype names, shapes, Triton's BYTES framing and the classification
+extension's strings. Every wire number is checked here before numpy sees it, so a hostile shape is a clear
+InvalidInput, never an overflow or a 500."""
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from pixelserve.service.errors import InvalidInput
-from pixelserve.service.types import ModelState
-
-PLATFORM = "onnxruntime_onnx"
-BACKEND = "onnxruntime"
-CLASSIFICATION = "classification"
 
 V2_TYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
@@ -32,10 +27,12 @@ V2_TYPES: dict[str, np.dtype] = {
     "FP64": np.dtype("<f8"),
 }
 _V2_NAMES = {dtype: name for name, dtype in V2_TYPES.items()}
+BYTES = "BYTES"
 # Inputs an image model takes: pixels (NHWC) or encoded image files, one BYTES element per image.
-IMAGE_TYPES = ("UINT8", "FP32", "BYTES")
+IMAGE_TYPES = ("UINT8", "FP32", BYTES)
+MAX_RANK = 8  # image inputs are rank 1-4; anything deeper is a malformed request, not a tensor
+MAX_ELEMENTS = 2**40  # far above any request limit, far below int64 overflow
 
-_REPOSITORY_STATES: dict[ModelState, str] = {"ready": "READY", "loading": "LOADING", "unloading": "UNLOADING"}
 _LENGTH = struct.Struct("<I")
 
 
@@ -43,33 +40,58 @@ def v2_type(dtype: str | np.dtype) -> str:
     """A model.json dtype name or numpy dtype -> the V2 datatype name (object arrays are BYTES)."""
     dtype = np.dtype(dtype)
     if dtype == np.dtype(object):
-        return "BYTES"
+        return BYTES
     return _V2_NAMES[dtype.newbyteorder("<")]
 
 
-def repository_state(state: ModelState) -> str:
-    """Triton's repository index states; failed and unavailable versions are both UNAVAILABLE."""
-    return _REPOSITORY_STATES.get(state, "UNAVAILABLE")
+def is_count(value: Any) -> bool:
+    """A non-negative integer from a wire: a real int (not a bool), or ASCII digits only ('²' is no number)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, str) and value.isascii() and value.isdigit()
 
 
-def element_count(shape: Sequence[int]) -> int:
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"input shape must not have negative dimensions, got {list(shape)}")
-    return math.prod(shape)
+def checked_shape(name: str, shape: Any) -> list[int]:
+    """A shape from a wire as a list of ints, refused before numpy sees it when it is not a shape."""
+    if not isinstance(shape, Sequence) or isinstance(shape, str | bytes):
+        raise InvalidInput(f"input {name!r}: shape must be a list of dimensions, got {shape!r}")
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(f"input {name!r}: shape has {len(shape)} dimensions; at most {MAX_RANK} are accepted")
+    dims = []
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise InvalidInput(f"input {name!r}: shape dimensions must be integers, got {list(shape)}")
+        if d < 0:
+            raise InvalidInput(f"input shape must not have negative dimensions, got {list(shape)}")
+        dims.append(int(d))
+    return dims
 
 
-def split_bytes(raw: bytes) -> list[bytes]:
+def element_count(name: str, shape: Sequence[int]) -> int:
+    """The product of a checked shape, refused when it could overflow a buffer size."""
+    count = 1
+    for d in shape:
+        count *= d
+        if count > MAX_ELEMENTS:
+            raise InvalidInput(f"input {name!r}: shape {list(shape)} holds more elements than any request can")
+    return count
+
+
+def split_bytes(raw: bytes | memoryview) -> list[bytes]:
     """Triton's raw BYTES layout: each element is a 4-byte little-endian length, then that many bytes."""
     items: list[bytes] = []
     offset = 0
-    while offset < len(raw):
-        if offset + _LENGTH.size > len(raw):
+    size_of = len(raw)
+    while offset < size_of:
+        if offset + _LENGTH.size > size_of:
             raise InvalidInput("raw BYTES input ends inside a length prefix")
         (size,) = _LENGTH.unpack_from(raw, offset)
         offset += _LENGTH.size
-        if offset + size > len(raw):
+        if offset + size > size_of:
             raise InvalidInput("raw BYTES input is shorter than its length prefixes say")
-        items.append(raw[offset : offset + size])
+        items.append(bytes(raw[offset : offset + size]))
         offset += size
     return items
 
