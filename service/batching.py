@@ -1,29 +1,40 @@
-"""Dynamic batching: many concurrent requests for one model version become few onnxruntime runs.
+"""Adaptive dynamic batching: many concurrent requests for one model version become few onnxruntime runs.
 
-One `DynamicBatcher` per served model version. Requests queue (bounded, counted in images); a single worker
-flushes a batch when `max_batch_size` images are waiting or `max_queue_delay` has passed since the oldest one
-arrived, runs it on a dedicated thread (the event loop never blocks on compute), and hands each request its
-slice of the outputs. While a batch runs, new requests accumulate, so load itself grows the batches.
+One `DynamicBatcher` per served model version, with one worker thread per session instance. A request joins
+a bounded queue (counted in images). An idle worker takes everything queued at once (up to `max_batch_size`)
+and runs it; requests that arrive while batches run form the next batch, so load itself grows the batches and
+a lone request pays no batching delay. A worker waits for more requests only where it pays: when recent
+batches were larger than what is queued (more requests are on their way), and never past `max_queue_delay`
+from the oldest request. That wait happens in the worker thread on a condition variable, whose timeout is
+exact, not on the event loop, whose timers round up to a whole millisecond. The `fill` policy instead waits
+for a full batch, as Triton's dynamic batcher does.
 
-A request's images stay together in one batch; only a request larger than `max_batch_size` is split into
-chunks, whose outputs are joined again in order.
+Guarantees: the queue is bounded (Overloaded with a Retry-After estimate), every request has a deadline
+(DeadlineExceeded; a request still queued at its deadline is dropped, so it never runs), a failed batch fails
+each of its requests (InferenceFailed), and a request larger than `max_batch_size` is split into chunks whose
+outputs are joined again in order. A request's images otherwise stay together in one batch. Requests that
+arrive in the same event-loop turn are handed over together, so a burst forms one batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from pixelserve.service.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge
-from pixelserve.service.metrics import Metrics
+from pixelserve.service.metrics import BatchMetrics
 from pixelserve.service.runtime import Feeds, RunFn
 from pixelserve.service.stats import BatchStats
+from pixelserve.service.types import BatchPolicy
+
+EWMA_WEIGHT = 0.2  # how fast the expected batch size and batch time follow the load
 
 
 @dataclass(slots=True)
@@ -35,15 +46,19 @@ class Completed:
     compute_s: float
 
 
-@dataclass(eq=False)  # identity: a queued request is found and removed by itself, never by its contents
 class _Pending:
-    feeds: Feeds
-    count: int
-    future: asyncio.Future[Completed]
-    enqueued: float = field(default_factory=time.perf_counter)
+    """A queued request (or one chunk of a large one). Identity matters: it is found and removed by itself."""
+
+    __slots__ = ("count", "enqueued", "feeds", "future")
+
+    def __init__(self, feeds: Feeds, count: int, future: asyncio.Future[Completed]) -> None:
+        self.feeds = feeds
+        self.count = count
+        self.future = future
+        self.enqueued = time.perf_counter()
 
 
-def _concatenate(parts: list[Feeds]) -> Feeds:
+def _concatenate(parts: Sequence[Feeds]) -> Feeds:
     if len(parts) == 1:
         return parts[0]
     return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
@@ -52,7 +67,7 @@ def _concatenate(parts: list[Feeds]) -> Feeds:
 class DynamicBatcher:
     def __init__(
         self,
-        run: RunFn,
+        run: RunFn | Sequence[RunFn],
         *,
         model: str,
         version: int,
@@ -60,28 +75,43 @@ class DynamicBatcher:
         max_queue_delay_s: float,
         max_queue_size: int,
         timeout_s: float,
-        metrics: Metrics | None = None,
+        policy: BatchPolicy = "adaptive",
+        metrics: BatchMetrics | None = None,
     ) -> None:
-        self._run = run
+        runners = list(run) if isinstance(run, Sequence) else [run]
         self.model = model
         self.version = version
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
         self.timeout_s = timeout_s
+        self.policy = policy
         self.stats = BatchStats()
         self._metrics = metrics
+        self._loop = asyncio.get_running_loop()
         self._queue: deque[_Pending] = deque()
         self._queued_images = 0
-        self._wakeup = asyncio.Event()
+        self._cond = threading.Condition()
+        self._handover_pending = False
         self._closing = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{model}-{version}")
+        self._expected_batch = 1.0  # recent batch sizes: waiting pays only below this
         self._avg_batch_s = 0.0
-        self._worker = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{model}")
+        self._workers = [
+            threading.Thread(target=self._work, args=(runner,), name=f"batch-{model}-{version}-{i}", daemon=True)
+            for i, runner in enumerate(runners)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     @property
     def queued_images(self) -> int:
         return self._queued_images
+
+    @property
+    def instances(self) -> int:
+        return len(self._workers)
+
+    # -- the event loop's side ---------------------------------------------------------------------------
 
     async def submit(self, feeds: Feeds) -> Completed:
         """Run one request's images (batch axis first) and return its outputs.
@@ -101,131 +131,166 @@ class DynamicBatcher:
                 f"(limit {self.max_queue_size}); retry later",
                 retry_after=self._retry_after(),
             )
-        loop = asyncio.get_running_loop()
-        pending = [
-            _Pending({k: v[i : i + self.max_batch_size] for k, v in feeds.items()}, 0, loop.create_future())
-            for i in range(0, count, self.max_batch_size)
-        ]
-        for item in pending:
-            item.count = int(next(iter(item.feeds.values())).shape[0])
-            self._enqueue(item)
-        try:
-            done, _ = await asyncio.wait([p.future for p in pending], timeout=self.timeout_s)
-            if len(done) < len(pending):
-                raise DeadlineExceeded(
-                    f"model {self.model} did not answer within the {self.timeout_s:g} s request timeout"
-                )
-            results = [p.future.result() for p in pending]
-        except BaseException:
-            for item in pending:
+        if count <= self.max_batch_size:
+            item = _Pending(feeds, count, self._loop.create_future())
+            self._enqueue((item,))
+            timer = self._loop.call_at(self._loop.time() + self.timeout_s, self._expire, item)
+            try:
+                return await item.future
+            except BaseException:
                 self._drop(item)
+                raise
+            finally:
+                timer.cancel()
+        return await self._submit_chunks(feeds, count)
+
+    async def _submit_chunks(self, feeds: Feeds, count: int) -> Completed:
+        size = self.max_batch_size
+        chunks = [
+            _Pending({k: v[i : i + size] for k, v in feeds.items()}, min(size, count - i), self._loop.create_future())
+            for i in range(0, count, size)
+        ]
+        self._enqueue(chunks)
+        try:
+            done, _ = await asyncio.wait([c.future for c in chunks], timeout=self.timeout_s)
+            if len(done) < len(chunks):
+                raise self._deadline()
+            results = [c.future.result() for c in chunks]
+        except BaseException:
+            for chunk in chunks:
+                self._drop(chunk)
             raise
-        if len(results) == 1:
-            return results[0]
         return Completed(
             _concatenate([r.outputs for r in results]),
             sum(r.queue_s for r in results),
             sum(r.compute_s for r in results),
         )
 
-    def _enqueue(self, item: _Pending) -> None:
-        self._queue.append(item)
-        self._queued_images += item.count
-        self._set_depth()
-        self._wakeup.set()
+    def _enqueue(self, items: Sequence[_Pending]) -> None:
+        with self._cond:
+            self._queue.extend(items)
+            self._queued_images += sum(item.count for item in items)
+            depth = self._queued_images
+        self._set_depth(depth)
+        if not self._handover_pending:
+            # Hand over at the end of this loop turn, so requests arriving together form one batch.
+            self._handover_pending = True
+            self._loop.call_soon(self._handover)
+
+    def _handover(self) -> None:
+        self._handover_pending = False
+        with self._cond:
+            self._cond.notify()
+
+    def _deadline(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"model {self.model} did not answer within the {self.timeout_s:g} s request timeout")
+
+    def _expire(self, item: _Pending) -> None:
+        if not item.future.done():
+            item.future.set_exception(self._deadline())
+        self._drop(item)
 
     def _drop(self, item: _Pending) -> None:
         """Forget a request that gave up (deadline, cancellation): it must not run if it is still queued."""
-        item.future.cancel()
-        if item in self._queue:
-            self._queue.remove(item)
+        if not item.future.done():
+            item.future.cancel()
+        with self._cond:
+            try:
+                self._queue.remove(item)
+            except ValueError:
+                return  # already taken by a worker
             self._queued_images -= item.count
-            self._set_depth()
+            depth = self._queued_images
+        self._set_depth(depth)
 
-    def _set_depth(self) -> None:
+    def _set_depth(self, depth: int) -> None:
         if self._metrics is not None:
-            self._metrics.set_queue_depth(self.model, self.version, self._queued_images)
+            self._metrics.set_queue_depth(depth)
 
     def _retry_after(self) -> float:
         """Seconds until the current queue has probably drained, from the recent batch run time."""
-        batches = math.ceil(self._queued_images / self.max_batch_size)
+        batches = math.ceil(self._queued_images / self.max_batch_size / max(1, len(self._workers)))
         return max(0.1, batches * max(self._avg_batch_s, self.max_queue_delay_s))
 
-    async def _serve(self) -> None:
-        while True:
+    # -- the worker threads' side ------------------------------------------------------------------------
+
+    def _take(self) -> list[_Pending] | None:
+        """Block until there is work (None: closed and drained), wait where it pays, take one batch."""
+        with self._cond:
             while not self._queue:
                 if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            flush_at = self._queue[0].enqueued + self.max_queue_delay_s
-            while self._queued_images < self.max_batch_size and not self._closing:
-                remaining = flush_at - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                except TimeoutError:
-                    break
-            batch = self._take_batch()
-            if batch:
-                await self._execute(batch)
-
-    def _take_batch(self) -> list[_Pending]:
-        batch: list[_Pending] = []
-        size = 0
-        while self._queue and size + self._queue[0].count <= self.max_batch_size:
-            item = self._queue.popleft()
-            self._queued_images -= item.count
-            if not item.future.done():
-                batch.append(item)
-                size += item.count
-        self._set_depth()
+                    return None
+                self._cond.wait()
+            deadline = self._queue[0].enqueued + self.max_queue_delay_s
+            target = self.max_batch_size if self.policy == "fill" else min(self.max_batch_size, self._expected_batch)
+            while (
+                not self._closing and self._queued_images < target and (remaining := deadline - time.perf_counter()) > 0
+            ):
+                self._cond.wait(remaining)
+            batch: list[_Pending] = []
+            size = 0
+            while self._queue and size + self._queue[0].count <= self.max_batch_size:
+                item = self._queue.popleft()
+                self._queued_images -= item.count
+                if not item.future.done():  # expired or cancelled meanwhile: it never runs
+                    batch.append(item)
+                    size += item.count
+            depth = self._queued_images
+        self._set_depth(depth)
         return batch
 
-    def _run_batch(self, parts: list[Feeds]) -> tuple[Feeds, float, float]:
-        """Runs on the worker thread: join, compute, and time both."""
-        start = time.perf_counter()
-        feeds = _concatenate(parts)
-        joined = time.perf_counter()
-        outputs = self._run(feeds)
-        return outputs, joined - start, time.perf_counter() - joined
+    def _work(self, run: RunFn) -> None:
+        while (batch := self._take()) is not None:
+            if batch:
+                self._execute(run, batch)
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    def _execute(self, run: RunFn, batch: list[_Pending]) -> None:
         started = time.perf_counter()
-        waits = [started - item.enqueued for item in batch]
         size = sum(item.count for item in batch)
-        loop = asyncio.get_running_loop()
         try:
-            outputs, join_s, compute_s = await loop.run_in_executor(
-                self._executor, self._run_batch, [item.feeds for item in batch]
-            )
+            feeds = _concatenate([item.feeds for item in batch])
+            joined = time.perf_counter()
+            outputs = run(feeds)
         except Exception as exc:
             error = InferenceFailed(f"inference failed on a batch of {size} images: {exc}")
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
+            self._loop.call_soon_threadsafe(self._fail, batch, error)
             return
-        split_started = time.perf_counter()
+        computed = time.perf_counter()
+        compute_s = computed - joined
+        results = []
         offset = 0
-        for item, wait in zip(batch, waits, strict=True):
-            if not item.future.done():
-                sliced = {k: v[offset : offset + item.count] for k, v in outputs.items()}
-                item.future.set_result(Completed(sliced, wait, compute_s))
+        for item in batch:
+            sliced = {k: v[offset : offset + item.count] for k, v in outputs.items()}
+            results.append(Completed(sliced, started - item.enqueued, compute_s))
             offset += item.count
-        self._record(size, waits, join_s, compute_s, time.perf_counter() - split_started)
+        # Counted before delivery, so statistics read after a response always include its batch.
+        self._record(size, [r.queue_s for r in results], joined - started, compute_s, time.perf_counter() - computed)
+        self._loop.call_soon_threadsafe(self._deliver, batch, results)
 
     def _record(self, size: int, waits: list[float], join_s: float, compute_s: float, split_s: float) -> None:
         self.stats.executed(size, join_s, compute_s, split_s)
-        weight = 1.0 if self.stats.execution_count == 1 else 0.2
-        self._avg_batch_s += weight * (compute_s - self._avg_batch_s)
+        self._expected_batch += EWMA_WEIGHT * (size - self._expected_batch)
+        first = self.stats.execution_count == 1
+        self._avg_batch_s += (1.0 if first else EWMA_WEIGHT) * (compute_s - self._avg_batch_s)
         if self._metrics is not None:
-            self._metrics.observe_batch(self.model, self.version, size=size, queue_s=waits, compute_s=compute_s)
+            self._metrics.observe_batch(size, waits, compute_s)
+
+    @staticmethod
+    def _deliver(batch: list[_Pending], results: list[Completed]) -> None:
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    @staticmethod
+    def _fail(batch: list[_Pending], error: InferenceFailed) -> None:
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)
 
     async def close(self) -> None:
-        """Stop taking requests, finish everything already queued, then release the worker thread."""
+        """Stop taking requests, finish everything already queued, then stop the worker threads."""
         self._closing = True
-        self._wakeup.set()
-        await self._worker
-        self._executor.shutdown(wait=True)
+        with self._cond:
+            self._cond.notify_all()
+        await asyncio.gather(*(asyncio.to_thread(worker.join) for worker in self._workers))
+        await asyncio.sleep(0)  # let the last deliveries, scheduled from the workers, run

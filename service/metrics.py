@@ -8,11 +8,8 @@ served a request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from time import perf_counter
-from typing import get_args
+from typing import Any, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,11 +44,56 @@ def status_code_name(error: BaseException | None) -> str:
     return "INTERNAL"
 
 
-@dataclass
 class RequestTracker:
-    """Handed out by `Metrics.track`; the adapter sets `version` once the core says which version served."""
+    """Counts one request: in flight while inside, then its latency and the status code of what it raised.
 
-    version: int | None = None
+    The adapter sets `version` once the core says which version served. A class, not a generator: this runs
+    on every request."""
+
+    __slots__ = ("_in_flight", "_key", "_metrics", "_start", "version")
+
+    def __init__(self, metrics: Metrics, key: tuple[str, str, str], in_flight: Any) -> None:
+        self._metrics = metrics
+        self._key = key
+        self._in_flight = in_flight
+        self.version: int | None = None
+
+    def __enter__(self) -> RequestTracker:
+        self._in_flight.inc()
+        self._start = perf_counter()
+        return self
+
+    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
+        elapsed = perf_counter() - self._start
+        self._in_flight.dec()
+        duration, counts = self._metrics._request_children(self._key, self.version)
+        duration.observe(elapsed)
+        code = status_code_name(error)
+        counter = counts.get(code)
+        if counter is None:
+            counter = counts[code] = self._metrics._count_child(self._key, self.version, code)
+        counter.inc()
+
+
+class BatchMetrics:
+    """The batcher's metrics for one model version, label children looked up once."""
+
+    def __init__(self, metrics: Metrics, model: str, version: int) -> None:
+        labels = {"model": model, "version": str(version)}
+        self._size = metrics.batch_size.labels(**labels)
+        self._compute = metrics.compute_duration.labels(**labels)
+        self._queue = metrics.queue_duration.labels(**labels)
+        self._depth = metrics.queue_depth.labels(**labels)
+
+    def observe_batch(self, size: int, queue_s: list[float], compute_s: float) -> None:
+        """One executed batch: its size, its run time, and each request's wait in the queue."""
+        self._size.observe(size)
+        self._compute.observe(compute_s)
+        for wait in queue_s:
+            self._queue.observe(wait)
+
+    def set_queue_depth(self, depth: int) -> None:
+        self._depth.set(depth)
 
 
 class Metrics:
@@ -89,42 +131,41 @@ class Metrics:
         state_help = "1 for the current state of a model version, 0 for the others."
         self.model_state = Gauge("pixelserve_model_state", state_help, [*model, "state"], registry=r)
         self._known_models: set[str] = set()
+        self._children: dict[tuple[tuple[str, str, str], int | None], tuple[Any, dict[str, Any]]] = {}
+        self._in_flight_children: dict[str, Any] = {}
 
-    @contextmanager
-    def track(self, *, model: str, task: str, protocol: str) -> Iterator[RequestTracker]:
-        """Count one request: in-flight while inside, then latency and a status code from the raised error."""
-        tracker = RequestTracker()
-        gauge = self.in_flight.labels(protocol=protocol)
-        gauge.inc()
-        start = perf_counter()
-        error: BaseException | None = None
-        try:
-            yield tracker
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            gauge.dec()
-            version = NO_VERSION if tracker.version is None else str(tracker.version)
-            name = model if model in self._known_models else UNKNOWN_MODEL
-            labels = {"model": name, "version": version, "task": task, "protocol": protocol}
-            self.request_duration.labels(**labels).observe(perf_counter() - start)
-            self.requests.labels(**labels, code=status_code_name(error)).inc()
+    def track(self, *, model: str, task: str, protocol: str) -> RequestTracker:
+        """A context manager around one request (see RequestTracker)."""
+        gauge = self._in_flight_children.get(protocol)
+        if gauge is None:
+            gauge = self._in_flight_children[protocol] = self.in_flight.labels(protocol=protocol)
+        return RequestTracker(self, (model, task, protocol), gauge)
 
-    def observe_batch(self, model: str, version: int, *, size: int, queue_s: list[float], compute_s: float) -> None:
-        """One executed batch: its size, its run time, and each request's wait in the queue."""
-        labels = {"model": model, "version": str(version)}
-        self.batch_size.labels(**labels).observe(size)
-        self.compute_duration.labels(**labels).observe(compute_s)
-        queue = self.queue_duration.labels(**labels)
-        for wait in queue_s:
-            queue.observe(wait)
+    def _labels(self, key: tuple[str, str, str], version: int | None) -> dict[str, str]:
+        model, task, protocol = key
+        name = model if model in self._known_models else UNKNOWN_MODEL
+        return {"model": name, "version": NO_VERSION if version is None else str(version), "task": task,
+                "protocol": protocol}  # fmt: skip
 
-    def set_queue_depth(self, model: str, version: int, depth: int) -> None:
-        self.queue_depth.labels(model=model, version=str(version)).set(depth)
+    def _request_children(self, key: tuple[str, str, str], version: int | None) -> tuple[Any, dict[str, Any]]:
+        """(latency histogram child, {code: counter child}) for a request's labels, created once."""
+        known = key[0] in self._known_models
+        cache_key = (key if known else (UNKNOWN_MODEL, key[1], key[2]), version)
+        children = self._children.get(cache_key)
+        if children is None:
+            children = self._children[cache_key] = (self.request_duration.labels(**self._labels(key, version)), {})
+        return children
+
+    def _count_child(self, key: tuple[str, str, str], version: int | None, code: str) -> Any:
+        return self.requests.labels(**self._labels(key, version), code=code)
+
+    def batch(self, model: str, version: int) -> BatchMetrics:
+        return BatchMetrics(self, model, version)
 
     def set_model_state(self, model: str, version: int, state: ModelState) -> None:
-        self._known_models.add(model)
+        if model not in self._known_models:
+            self._known_models.add(model)
+            self._children.clear()  # requests for this name were counted as unknown until now
         for candidate in MODEL_STATES:
             self.model_state.labels(model=model, version=str(version), state=candidate).set(
                 1 if candidate == state else 0

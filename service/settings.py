@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from pixelserve.commandline import CommandSettings
+from pixelserve.service.types import BatchPolicy
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 
@@ -31,9 +32,17 @@ class Settings(CommandSettings):
     cuda_device_id: int = Field(0, ge=0, description="GPU ordinal for CUDA/TensorRT")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0 = runtime default)")
     inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads (0 = runtime default)")
+    allow_spinning: bool = Field(False, description="let onnxruntime's thread pools spin between runs")
+    instances: int = Field(1, ge=1, description="onnxruntime sessions per model, each running its own batches")
+    io_binding: Literal["auto", "on", "off"] = Field(
+        "auto", description="onnxruntime I/O binding: auto uses it on GPU providers"
+    )
     offload_threads: int = Field(0, ge=0, description="threads that decode and encode big payloads (0: cores + 2)")
     max_batch_size: int = Field(32, ge=1, description="images per batch the dynamic batcher forms")
     max_queue_delay_ms: float = Field(2.0, ge=0, description="longest wait for a batch to fill")
+    batch_policy: BatchPolicy = Field(
+        "adaptive", description="adaptive: wait only while more requests are on their way; fill: for a full batch"
+    )
     max_queue_size: int = Field(256, ge=1, description="images queued per model version before 429")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline of one request inside the server")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest request body")

@@ -19,6 +19,10 @@ T = TypeVar("T")
 
 DEFAULT_TOP_K = 5  # labels per image a classification answers when the client does not say
 
+# adaptive: wait only while fewer requests are queued than recent batches held; fill: wait for a full batch
+# (Triton's dynamic batcher); both never past max_queue_delay from the oldest request.
+BatchPolicy = Literal["adaptive", "fill"]
+
 TaskName = Literal["classify", "denoise", "reconstruct", "encode"]
 ModelState = Literal["loading", "ready", "unloading", "unavailable", "failed"]
 

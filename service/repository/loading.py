@@ -56,8 +56,7 @@ def check_graph(spec: ModelSpec, session: ort.InferenceSession) -> None:
             _check_tensor(kind, d, by_name[d.name])
 
 
-def load_version(path: Path, spec: ModelSpec, factory: SessionFactory, settings: Settings) -> ModelRunner:
-    """Blocking (run it in a thread): session, graph check, warm-up. Raises VersionRejected with the reason."""
+def _load_instance(path: Path, spec: ModelSpec, factory: SessionFactory, settings: Settings) -> ModelRunner:
     try:
         runner = factory.create(path / MODEL_FILE)
     except ModelNotReady as exc:  # the requested GPU is not what runs
@@ -71,3 +70,9 @@ def load_version(path: Path, spec: ModelSpec, factory: SessionFactory, settings:
         except Exception as exc:
             raise VersionRejected(f"warm-up run failed: {exc}") from exc
     return runner
+
+
+def load_version(path: Path, spec: ModelSpec, factory: SessionFactory, settings: Settings) -> list[ModelRunner]:
+    """Blocking (run it in a thread): `settings.instances` sessions, each checked against model.json and
+    warmed up. Raises VersionRejected with the reason."""
+    return [_load_instance(path, spec, factory, settings) for _ in range(settings.instances)]

@@ -158,7 +158,7 @@ class ModelRepository:
         self._publish_states()
         started = time.perf_counter()
         try:
-            runner = await asyncio.to_thread(load_version, found.path, found.spec, self._factory, self.settings)
+            runners = await asyncio.to_thread(load_version, found.path, found.spec, self._factory, self.settings)
         except Exception as exc:
             self._reject(record, str(exc) if isinstance(exc, VersionRejected) else f"unexpected error: {exc!r}")
             return False
@@ -166,23 +166,24 @@ class ModelRepository:
             record.loading = False
         s = self.settings
         batcher = DynamicBatcher(
-            runner,
+            runners,
             model=found.name,
             version=found.version,
             max_batch_size=s.max_batch_size,
             max_queue_delay_s=s.max_queue_delay_ms / 1000,
             max_queue_size=s.max_queue_size,
             timeout_s=s.request_timeout_s,
-            metrics=self._metrics,
+            policy=s.batch_policy,
+            metrics=self._metrics.batch(found.name, found.version),
         )
         old = model.served
-        model.served = ServedVersion(found, found.spec, runner, batcher)
+        model.served = ServedVersion(found, found.spec, runners, batcher)
         record.rejected, record.reason = None, ""
         log.info(
             "serving %s version %d on %s (loaded in %.0f ms%s)",
             found.name,
             found.version,
-            runner.provider,
+            runners[0].provider,
             (time.perf_counter() - started) * 1000,
             f", replacing version {old.version}" if old else "",
         )
@@ -283,7 +284,7 @@ class ModelRepository:
         versions = sorted(model.versions) if model is not None else []
         served = model.served if model is not None else None
         if served is not None and ref.version in (None, served.version):
-            return ModelInfo(served.spec, "ready", served.provider, versions)
+            return ModelInfo(served.spec, "ready", served.provider, versions, instances=len(served.runners))
         if ref.version is None or model is None:
             self.resolve(ref)  # raises the reason no version is ready
         record = model.versions.get(ref.version) if model is not None else None

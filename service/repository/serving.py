@@ -20,12 +20,12 @@ from pixelserve.service.types import ModelState
 
 
 class ServedVersion:
-    def __init__(self, disk: DiskVersion, spec: ModelSpec, runner: ModelRunner, batcher: DynamicBatcher) -> None:
+    def __init__(self, disk: DiskVersion, spec: ModelSpec, runners: list[ModelRunner], batcher: DynamicBatcher) -> None:
         self.name = disk.name
         self.version = disk.version
         self.fingerprint = disk.fingerprint
         self.spec = spec
-        self.runner = runner
+        self.runners = runners
         self.batcher = batcher
         self.requests = RequestStats()
         self.in_flight = 0
@@ -34,7 +34,7 @@ class ServedVersion:
 
     @property
     def provider(self) -> str:
-        return self.runner.provider
+        return self.runners[0].provider
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[ServedVersion]:

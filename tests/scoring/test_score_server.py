@@ -51,7 +51,10 @@ async def test_client_retries_a_full_queue_until_every_request_is_answered(setti
     images = random_images(8, seed=4)
     (expected,) = reference_session(settings.model_repository, CLASSIFIER).run(["probabilities"], {"image": images})
     core = await build_core(
-        settings.model_copy(update={"max_queue_size": 8, "max_batch_size": 64, "max_queue_delay_ms": 100.0}), metrics
+        settings.model_copy(
+            update={"max_queue_size": 8, "max_batch_size": 64, "max_queue_delay_ms": 100.0, "batch_policy": "fill"}
+        ),
+        metrics,
     )
     try:
         async with grpc_server(core, settings, metrics) as address:

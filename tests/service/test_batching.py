@@ -49,10 +49,10 @@ class Runner:
         return self.session.run(None, {"image": images})[0]
 
 
-def make_batcher(runner: Runner, metrics: Metrics, **overrides: float) -> DynamicBatcher:
+def make_batcher(runner: Runner, metrics: Metrics, **overrides: float | str) -> DynamicBatcher:
     options = {"max_batch_size": 8, "max_queue_delay_s": 0.05, "max_queue_size": 64, "timeout_s": 10.0}
     options.update(overrides)
-    return DynamicBatcher(runner, model="m", version=1, metrics=metrics, **options)  # type: ignore[arg-type]
+    return DynamicBatcher(runner, model="m", version=1, metrics=metrics.batch("m", 1), **options)  # type: ignore[arg-type]
 
 
 def sample(metrics: Metrics, name: str) -> float:
@@ -192,3 +192,53 @@ async def test_close_finishes_queued_work_then_refuses_new_requests(runner: Runn
     await closing
     for x, result in zip(requests, results, strict=True):
         np.testing.assert_allclose(result.outputs["probabilities"], runner.expected(x), rtol=1e-5, atol=1e-6)
+
+
+async def test_a_lone_request_pays_no_batching_delay_under_the_adaptive_policy(
+    runner: Runner, metrics: Metrics
+) -> None:
+    batcher = make_batcher(runner, metrics, max_queue_delay_s=5.0)
+    started = time.perf_counter()
+    result = await batcher.submit({"image": random_images(1)})
+    elapsed = time.perf_counter() - started
+    await batcher.close()
+    assert elapsed < 2.5, f"a lone request waited {elapsed:.2f} s for a batch that no other request would join"
+    assert result.queue_s < 2.5
+
+
+async def test_the_fill_policy_waits_for_a_full_batch_up_to_the_delay(runner: Runner, metrics: Metrics) -> None:
+    batcher = make_batcher(runner, metrics, max_queue_delay_s=0.3, policy="fill")
+    result = await batcher.submit({"image": random_images(1)})
+    await batcher.close()
+    assert result.queue_s >= 0.29
+
+
+async def test_requests_arriving_while_a_batch_runs_form_the_next_batch(runner: Runner, metrics: Metrics) -> None:
+    batcher = make_batcher(runner, metrics, max_queue_delay_s=0.0)
+    runner.gate.clear()
+    first = asyncio.ensure_future(batcher.submit({"image": random_images(1, seed=0)}))
+    await asyncio.to_thread(runner.started.wait, 5)  # the first batch is in the runtime, held at the gate
+    later = [asyncio.ensure_future(batcher.submit({"image": random_images(1, seed=i)})) for i in (1, 2, 3)]
+    await asyncio.sleep(0.05)
+    runner.gate.set()
+    await asyncio.gather(first, *later)
+    await batcher.close()
+    assert [len(b) for b in runner.batches] == [1, 3]
+
+
+async def test_each_session_instance_runs_its_own_batch_at_the_same_time(repository_template: Path) -> None:
+    runners = [Runner(repository_template), Runner(repository_template)]
+    for r in runners:
+        r.gate.clear()
+    batcher = DynamicBatcher(runners, model="m", version=1, max_batch_size=8, max_queue_delay_s=0.0,
+                             max_queue_size=64, timeout_s=10.0)  # fmt: skip
+    first = asyncio.ensure_future(batcher.submit({"image": random_images(1, seed=0)}))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(batcher.submit({"image": random_images(2, seed=1)}))
+    started = await asyncio.to_thread(lambda: all(r.started.wait(5) for r in runners))
+    assert started and batcher.instances == 2, "both instances hold a batch at once"
+    for r in runners:
+        r.gate.set()
+    results = await asyncio.gather(first, second)
+    await batcher.close()
+    assert [len(r.outputs["probabilities"]) for r in results] == [1, 2]

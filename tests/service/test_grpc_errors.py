@@ -121,6 +121,7 @@ async def test_full_queue_is_resource_exhausted_with_retry_after(model_repositor
         max_batch_size=64,
         max_queue_size=64,
         max_queue_delay_ms=300.0,  # the first request waits for its batch to fill while the others arrive
+        batch_policy="fill",
         hot_reload=False,
         warmup=False,
     )

@@ -67,7 +67,7 @@ def test_model_state_is_one_hot(metrics: Metrics) -> None:
 
 
 def test_render_is_prometheus_text_with_every_metric(metrics: Metrics) -> None:
-    metrics.observe_batch("m", 1, size=3, queue_s=[0.001, 0.002], compute_s=0.0005)
+    metrics.batch("m", 1).observe_batch(3, [0.001, 0.002], 0.0005)
     body, content_type = metrics.render()
     assert content_type.startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(body.decode())}
@@ -85,7 +85,7 @@ def test_render_is_prometheus_text_with_every_metric(metrics: Metrics) -> None:
 
 def test_separate_instances_do_not_share_a_registry() -> None:
     first, second = Metrics(), Metrics()
-    first.observe_batch("m", 1, size=1, queue_s=[0.0], compute_s=0.0)
+    first.batch("m", 1).observe_batch(1, [0.0], 0.0)
     assert second.registry.get_sample_value("pixelserve_batch_size_count", {"model": "m", "version": "1"}) is None
 
 

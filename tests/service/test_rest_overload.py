@@ -15,7 +15,9 @@ from tests.service.rest_support import rest_server
 
 async def test_full_queue_is_rejected_with_429_and_retry_after_and_never_500(settings, metrics) -> None:
     # Two queued images at most, and a batch waits 300 ms to fill: a burst must overflow the queue.
-    tight = settings.model_copy(update={"max_queue_size": 2, "max_batch_size": 8, "max_queue_delay_ms": 300.0})
+    tight = settings.model_copy(
+        update={"max_queue_size": 2, "max_batch_size": 8, "max_queue_delay_ms": 300.0, "batch_policy": "fill"}
+    )
     core = await build_core(tight, metrics)
     png = encode_image(random_images(1)[0])
     v2_body = {

@@ -17,7 +17,7 @@ from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
 from pixelserve.service.core import build_core
 from pixelserve.service.errors import ModelNotReady
 from pixelserve.service.metrics import Metrics
-from pixelserve.service.runtime import CPU, CUDA, ModelRunner, SessionFactory, warm_up
+from pixelserve.service.runtime import CPU, CUDA, BoundRunner, ModelRunner, SessionFactory, warm_up
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import ImageInputs, ModelRef
 from tests.service.models import CLASSIFIER, random_images, reference_session
@@ -112,5 +112,34 @@ async def test_each_loaded_model_logs_one_line_naming_its_provider(
         assert len(lines) == len(core.index()) == 4
         assert all(CPU in line for line in lines)
         assert core.model_info(ModelRef(CLASSIFIER)).provider == CPU
+    finally:
+        await core.close()
+
+
+def test_spinning_is_off_unless_asked_for(repository_template: Path) -> None:
+    for allow, expected in ((False, "0"), (True, "1")):
+        runner = SessionFactory(Settings(device="cpu", allow_spinning=allow)).create(model_path(repository_template))
+        options = runner.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
+
+
+def test_io_binding_runner_answers_as_the_plain_one(repository_template: Path) -> None:
+    """On CUDA the binding avoids staging copies; on CPU it must compute exactly the same thing."""
+    bound = SessionFactory(Settings(device="cpu", io_binding="on")).create(model_path(repository_template))
+    plain = SessionFactory(Settings(device="cpu", io_binding="off")).create(model_path(repository_template))
+    assert isinstance(bound, BoundRunner) and not isinstance(plain, BoundRunner)
+    x = random_images(5, seed=9)
+    np.testing.assert_array_equal(bound({"image": x})["probabilities"], plain({"image": x})["probabilities"])
+
+
+async def test_instances_load_one_session_each_and_report_the_count(settings: Settings, metrics: Metrics) -> None:
+    core = await build_core(settings.model_copy(update={"instances": 2}), metrics)
+    try:
+        served = core.repository.resolve(ModelRef(CLASSIFIER))
+        assert len(served.runners) == 2 and served.runners[0].session is not served.runners[1].session
+        assert served.batcher.instances == 2
+        assert core.model_info(ModelRef(CLASSIFIER)).instances == 2
+        result = await core.classify(ModelRef(CLASSIFIER), ImageInputs(tensor=random_images(3)))
+        assert len(result.items) == 3
     finally:
         await core.close()
