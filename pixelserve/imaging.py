@@ -57,7 +57,7 @@ Digit normalisation (``normalize_digit``), for MNIST-style models; how MNIST its
    ratio (Lanczos, antialiased); a brightest pixel below 250 (thin strokes shrunk) is brought to 255; paste into
    height x width (28x28) shifted by whole pixels so that the centre of mass sits at (14, 14) as far as the frame
    allows (MNIST's centres lie within [13.5, 14.5]). Other frame sizes scale the 20/28 box.
-Images larger than WORK_SIDE (1024) pixels on a side are first reduced (box filter): the digit ends 20 pixels
+Images larger than WORK_SIDE (640) pixels on a side are first reduced (box filter): the digit ends 20 pixels
 across anyway, and the work stays bounded (a 240x200 scan takes about 1-2 ms).
 """
 
@@ -111,7 +111,7 @@ UPRIGHT: dict[int, Image.Transpose] = {
 # MNIST's geometry: the digit fits a 20x20 box, centred by mass at (14, 14) of a 28x28 frame
 DIGIT_FRAME = 28
 DIGIT_BOX = 20
-WORK_SIDE = 1024  # digit images are reduced to this many pixels on the long side before the ink is searched
+WORK_SIDE = 640  # digit images are reduced to this many pixels on the long side before the ink is searched
 INK_FRACTION = 0.3  # ink: above this fraction of the stroke level (and above the noise floor)
 SPECK_FRACTION = 0.03  # connected ink blobs smaller than this fraction of the largest are specks
 SPECK_MIN_AREA = 3  # ... and so is any blob below this many pixels
