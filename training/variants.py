@@ -203,11 +203,14 @@ def cifar_photo_4x3(x: np.ndarray, y: np.ndarray, count: int, seed: int) -> Vari
     return Variant("photo-4x3", images, y[rows].astype(np.int64), rows)
 
 
-def plain(name: str, x: np.ndarray, y: np.ndarray, count: int, seed: int) -> Variant:
-    """Test images unchanged, as PNG (lossless): the comparison row."""
+def plain(
+    name: str, x: np.ndarray, y: np.ndarray, count: int, seed: int, *, jpeg_quality: int | None = None
+) -> Variant:
+    """Test images unchanged, as PNG (lossless) or as JPEG of the given quality: the comparison rows."""
     rng = np.random.default_rng(seed)
     rows = _pick(y, count, rng)
-    images = [_encode(Image.fromarray(x[i][..., 0] if x[i].shape[-1:] == (1,) else x[i]), "PNG") for i in rows]
+    fmt, options = ("PNG", {}) if jpeg_quality is None else ("JPEG", {"quality": jpeg_quality})
+    images = [_encode(Image.fromarray(x[i][..., 0] if x[i].shape[-1:] == (1,) else x[i]), fmt, **options) for i in rows]
     return Variant(name, images, y[rows].astype(np.int64), rows)
 
 

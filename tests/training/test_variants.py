@@ -62,6 +62,11 @@ def test_rows_are_distinct_test_images_and_labels_follow_them(mnist: tuple) -> N
     assert len(variant) == 50 and len(set(variant.indices.tolist())) == 50
     np.testing.assert_array_equal(variant.labels, y[variant.indices])
     assert len(variants.plain("few", x[:5], y[:5], 50, 0)) == 5  # asking for more than there are: all of them
+    png, jpeg = variants.plain("png", x, y, 3, 0), variants.plain("jpeg", x, y, 3, 0, jpeg_quality=75)
+    for lossless, lossy, row in zip(png.images, jpeg.images, png.indices, strict=True):
+        np.testing.assert_array_equal(np.asarray(opened(lossless)), x[row])
+        assert opened(lossy).format == "JPEG"
+        assert 0 < np.abs(np.asarray(opened(lossy)).astype(int) - x[row]).mean() < 8
 
 
 def test_paper_is_dark_ink_on_a_white_canvas_of_about_240x200(mnist: tuple) -> None:
