@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import struct
 import zlib
 from pathlib import Path
@@ -160,6 +161,12 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding() -> None:
     small_bomb = png_claiming(5000, 4000, zlib.compress(b"not really pixels"))
     with pytest.raises(ImageError, match=r"5000x4000 = 20000000 pixels; the limit is 16777216"):
         imaging.decode(small_bomb, max_pixels=BIG)
+
+
+def test_image_errors_survive_pickling_with_their_kind() -> None:
+    for error in (ImageError("image 1 is too large: ...", too_large=True), ImageError("image 1 is not a valid PNG")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert isinstance(copy, ValueError) and (copy.message, copy.too_large) == (error.message, error.too_large)
 
 
 def test_real_decompression_bomb_is_refused() -> None:
