@@ -476,6 +476,31 @@ def test_tiny_and_extreme_images_never_crash_and_stay_in_the_frame(pixels: np.nd
         assert max(ink_box(out)) <= 20
 
 
+def random_image(kind: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Noise, a flat field, a dark rectangle on white, salt and pepper, or Gaussian noise; uint8 h x w."""
+    if kind == 0:
+        return rng.integers(0, 256, (h, w), dtype=np.uint8)
+    if kind == 1:
+        return np.full((h, w), rng.integers(0, 256), dtype=np.uint8)
+    if kind == 2:
+        pixels = np.full((h, w), 255, dtype=np.uint8)
+        pixels[h // 4 : h // 4 + h // 2 + 1, w // 5 : w // 5 + w // 3 + 1] = rng.integers(0, 200)
+        return pixels
+    if kind == 3:
+        return ((rng.random((h, w)) < rng.random()) * 255).astype(np.uint8)
+    return rng.normal(128, 60, (h, w)).clip(0, 255).astype(np.uint8)
+
+
+def test_random_images_of_random_sizes_give_a_fixed_point() -> None:
+    """1-120 pixels a side, every kind of content: a frame that normalises to itself, never an exception."""
+    rng = np.random.default_rng(0)
+    for i in range(100):
+        pixels = random_image(i % 5, int(rng.integers(1, 121)), int(rng.integers(1, 121)), rng)
+        out = imaging.normalize_digit(pixels)
+        assert out.shape == (28, 28) and imaging.is_digit_normalized(out)
+        np.testing.assert_array_equal(imaging.normalize_digit(out), out)
+
+
 def test_a_thin_line_becomes_a_bar_across_the_box() -> None:
     out = imaging.normalize_digit(line((1, 5000), slice(1000, 4000)))
     assert ink_box(out) == (1, 20) and out.max() == 255
