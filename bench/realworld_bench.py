@@ -4,11 +4,11 @@
 
 Makes the variants of pixelserve.training.variants from the real test splits (MNIST from mnist.npz, CIFAR-10 from
 the JPEG copy), runs each file through pixelserve.imaging.prepare with every relevant resize / normalize mode and
-the committed ONNX models on onnxruntime directly, and prints a markdown table: accuracy and the time prepare took
-per image (decode included, inference not). "today" is what service/images.py does before issue 11: no EXIF
-orientation, the whole image stretched to the model's size, no digit normalisation. Unless a row says otherwise,
-prepare's defaults apply: letterbox fills by reflection, center-crop and letterbox resample with Lanczos, stretch
-with bilinear, large JPEGs are decoded at reduced scale (draft).
+the committed ONNX models on onnxruntime directly, and prints a markdown table: accuracy, and the CPU time prepare
+took per image (decode included, inference not; one thread). "today" is what service/images.py did before
+issue 11: no EXIF orientation, the whole image stretched to the model's size, no digit normalisation. Unless a row
+says otherwise, prepare's defaults apply: letterbox fills by reflection, center-crop and letterbox resample with
+Lanczos, stretch with bilinear, large JPEGs are decoded at reduced scale (draft).
 """
 
 from __future__ import annotations
@@ -140,9 +140,9 @@ def cifar_setups(model: Model, photo: bool) -> dict[str, Prepare]:
 def measure(model: Model, variant: variants.Variant, setups: dict[str, Prepare]) -> list[tuple[str, ...]]:
     rows = []
     for label, prepare in setups.items():
-        start = time.perf_counter()
+        start = time.process_time()  # CPU time: steadier than wall time on a shared machine
         batch = np.stack([prepare(data) for data in variant.images])
-        per_image = (time.perf_counter() - start) / len(variant) * 1e3
+        per_image = (time.process_time() - start) / len(variant) * 1e3
         accuracy = model.accuracy(batch, variant.labels)
         rows.append((model.name, variant.name, str(len(variant)), label, f"{accuracy:.2%}", f"{per_image:.2f}"))
         print(f"  {variant.name:16} {label:30} {accuracy:.2%}  {per_image:.2f} ms", flush=True)
@@ -185,7 +185,7 @@ def main() -> None:
         rows += measure(cifar_model, variant, cifar_setups(cifar_model, photo=variant.name == "photo-4x3"))
 
     print(f"\nseed {seed}; {platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.2f}\n")
-    header = ("model", "variant", "images", "preprocessing", "accuracy", "prepare ms/image")
+    header = ("model", "variant", "images", "preprocessing", "accuracy", "prepare CPU ms/image")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
