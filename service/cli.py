@@ -9,14 +9,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 
 from pixelserve.commandline import parse
 from pixelserve.service.core import InferenceCore
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.server import serve
 from pixelserve.service.settings import Settings
+from pixelserve.service.workers import supervise, worker_index
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when asked for or, with "auto", when installed (uvicorn[standard] brings it); else asyncio's."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,9 +45,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    if settings.workers > 1 and worker_index() is None:
+        return supervise(settings, list(sys.argv[1:] if argv is None else argv))
     metrics = Metrics()
     try:
-        asyncio.run(serve(InferenceCore(settings, metrics), settings, metrics))
+        with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
+            runner.run(serve(InferenceCore(settings, metrics), settings, metrics))
     except Exception:
         logging.getLogger("pixelserve.service.cli").exception("serving failed")
         return 1

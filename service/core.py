@@ -26,7 +26,14 @@ from pixelserve.modelspec import (
 )
 from pixelserve.service import images
 from pixelserve.service.batching import Completed
-from pixelserve.service.errors import InvalidInput, ModelNotFound, ModelNotReady, ShuttingDown, UnsupportedTask
+from pixelserve.service.errors import (
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    NotPermitted,
+    ShuttingDown,
+    UnsupportedTask,
+)
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.offload import Offloader
 from pixelserve.service.repository import ModelRepository, ServedVersion
@@ -49,6 +56,7 @@ from pixelserve.service.types import (
     TaskName,
     TaskResult,
 )
+from pixelserve.service.workers import StatsExchange
 
 
 def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
@@ -93,6 +101,7 @@ class InferenceCore:
         self.repository = ModelRepository(settings, metrics)
         self.limits = images.Limits.from_settings(settings)
         self.offload = Offloader(settings.offload_threads)
+        self.stats_exchange: StatsExchange | None = None  # set by the server when it is one of several workers
         self._in_flight = 0
         self._started = False
         self._draining = False
@@ -252,16 +261,31 @@ class InferenceCore:
         return self.repository.info(ref)
 
     def model_stats(self, ref: ModelRef | None = None) -> list[ModelStats]:
+        """This process's counters, or with several workers the sum of every worker's."""
         served = [self.repository.resolve(ref)] if ref is not None else self.repository.served()
-        return [snapshot(s.name, s.version, s.requests, s.batcher.stats) for s in sorted(served, key=lambda s: s.name)]
+        own = self.local_stats(served)
+        return self.stats_exchange.merged(own) if self.stats_exchange is not None else own
+
+    def local_stats(self, served: list[ServedVersion] | None = None) -> list[ModelStats]:
+        chosen = self.repository.served() if served is None else served
+        return [snapshot(s.name, s.version, s.requests, s.batcher.stats) for s in sorted(chosen, key=lambda s: s.name)]
 
     def index(self) -> list[ModelStatus]:
         return self.repository.index()
 
+    def _check_control(self) -> None:
+        if self.settings.workers > 1:
+            raise NotPermitted(
+                f"repository control would reach one of {self.settings.workers} workers: change the model "
+                "repository on disk instead, every worker's hot reload applies it"
+            )
+
     async def load(self, name: str) -> None:
+        self._check_control()
         await self.repository.load(name)
 
     async def unload(self, name: str) -> None:
+        self._check_control()
         await self.repository.unload(name)
 
     def is_live(self) -> bool:

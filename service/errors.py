@@ -31,6 +31,10 @@ class Unauthenticated(ServiceError):
     """Missing or wrong API key."""
 
 
+class NotPermitted(ServiceError):
+    """The request is understood but this server does not allow it (repository control switched off)."""
+
+
 class ModelNotFound(ServiceError):
     """No such model or version in the repository."""
 
@@ -70,6 +74,7 @@ ERROR_TABLE: dict[type[ServiceError], ErrorMapping] = {
     PayloadTooLarge: ErrorMapping(413, grpc.StatusCode.INVALID_ARGUMENT),
     InvalidInput: ErrorMapping(400, grpc.StatusCode.INVALID_ARGUMENT),
     Unauthenticated: ErrorMapping(401, grpc.StatusCode.UNAUTHENTICATED),
+    NotPermitted: ErrorMapping(403, grpc.StatusCode.PERMISSION_DENIED),
     ModelNotFound: ErrorMapping(404, grpc.StatusCode.NOT_FOUND),
     UnsupportedTask: ErrorMapping(400, grpc.StatusCode.INVALID_ARGUMENT),
     ModelNotReady: ErrorMapping(503, grpc.StatusCode.UNAVAILABLE),

@@ -8,6 +8,7 @@ served a request.
 from __future__ import annotations
 
 import asyncio
+import os
 from time import perf_counter
 from typing import Any, get_args
 
@@ -18,6 +19,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 
 from pixelserve.service.errors import ServiceError, mapping_for
@@ -30,6 +32,7 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = tuple(float(2**i) for i in range(9))  # 1 .. 256
 MODEL_STATES: tuple[str, ...] = get_args(ModelState)
 NO_VERSION = ""  # label value when no version was resolved (unknown model, bad request)
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # set by the worker supervisor (service.workers)
 UNKNOWN_MODEL = "_unknown"  # label value for names the repository never had: clients cannot mint new series
 
 
@@ -59,12 +62,14 @@ class RequestTracker:
         self.version: int | None = None
 
     def __enter__(self) -> RequestTracker:
+        self._metrics.active += 1
         self._in_flight.inc()
         self._start = perf_counter()
         return self
 
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
         elapsed = perf_counter() - self._start
+        self._metrics.active -= 1
         self._in_flight.dec()
         duration, counts = self._metrics._request_children(self._key, self.version)
         duration.observe(elapsed)
@@ -125,11 +130,19 @@ class Metrics:
         )
         batch_help = "Images per executed batch."
         self.batch_size = Histogram("pixelserve_batch_size", batch_help, model, buckets=BATCH_BUCKETS, registry=r)
-        self.in_flight = Gauge("pixelserve_in_flight_requests", "Requests being handled now.", ["protocol"], registry=r)
+        # With several workers (prometheus-client's multiprocess mode) gauges combine: work in flight or queued
+        # adds up over the workers, a model state is the highest any worker reports.
+        in_flight_help = "Requests being handled now."
+        self.in_flight = Gauge(
+            "pixelserve_in_flight_requests", in_flight_help, ["protocol"], registry=r, multiprocess_mode="livesum"
+        )
         depth_help = "Images waiting in the batcher's queue."
-        self.queue_depth = Gauge("pixelserve_queue_depth", depth_help, model, registry=r)
+        self.queue_depth = Gauge("pixelserve_queue_depth", depth_help, model, registry=r, multiprocess_mode="livesum")
         state_help = "1 for the current state of a model version, 0 for the others."
-        self.model_state = Gauge("pixelserve_model_state", state_help, [*model, "state"], registry=r)
+        self.model_state = Gauge(
+            "pixelserve_model_state", state_help, [*model, "state"], registry=r, multiprocess_mode="livemax"
+        )
+        self.active = 0  # requests inside `track`, body upload included: what a drain waits for
         self._known_models: set[str] = set()
         self._children: dict[tuple[tuple[str, str, str], int | None], tuple[Any, dict[str, Any]]] = {}
         self._in_flight_children: dict[str, Any] = {}
@@ -172,5 +185,10 @@ class Metrics:
             )
 
     def render(self) -> tuple[bytes, str]:
-        """The text exposition for /metrics: (body, content type)."""
+        """The text exposition for /metrics: (body, content type); with several workers, all of them."""
+        directory = os.environ.get(MULTIPROCESS_DIR)
+        if directory:
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined, path=directory)
+            return generate_latest(combined), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

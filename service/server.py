@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
@@ -25,6 +28,7 @@ from pixelserve.service.grpc.server import create_grpc_server
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.rest.app import create_app
 from pixelserve.service.settings import Settings
+from pixelserve.service.workers import METRICS_DIR_ENV, StatsExchange, worker_index
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +62,40 @@ class _Stop:
         self.requested.set()
 
 
-async def _run_http(server: _HttpServer) -> None:
+def http_socket(settings: Settings) -> socket.socket:
+    """The listening socket, bound here so that several workers can share the port (SO_REUSEPORT)."""
+    host = settings.http_host
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if settings.workers > 1:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        await server.serve()
+        sock.bind((host, settings.http_port))
+    except OSError as exc:
+        sock.close()
+        raise RuntimeError(f"HTTP server cannot bind {host}:{settings.http_port}: {exc}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def _run_http(server: _HttpServer, sock: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[sock])
     except SystemExit as exc:  # uvicorn exits the process when it cannot bind; report it as an error instead
         raise RuntimeError(f"HTTP server failed to start (exit {exc.code}); see the log above") from exc
 
 
-async def _drain(core: InferenceCore, stop: _Stop, deadline: float) -> None:
-    while core.in_flight > 0 and not stop.forced and time.monotonic() < deadline:
+async def _drain(core: InferenceCore, metrics: Metrics, stop: _Stop, deadline: float) -> None:
+    """Wait while requests are in flight: in the core, or still sending their body to an adapter."""
+    while (core.in_flight > 0 or metrics.active > 0) and not stop.forced and time.monotonic() < deadline:
         await asyncio.sleep(POLL_S)
 
 
 async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> None:
     """Serve REST and gRPC until a signal (or the HTTP server ending), then shut down gracefully."""
     grpc_server = create_grpc_server(core, settings, metrics)
+    sock = http_socket(settings)
     http = _HttpServer(
         uvicorn.Config(
             create_app(core, settings, metrics),
@@ -93,14 +116,17 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
     http_task: asyncio.Task[None] | None = None
     try:
         await grpc_server.start()
-        http_task = asyncio.create_task(_run_http(http))
+        http_task = asyncio.create_task(_run_http(http, sock))
         while not http.started and not http_task.done():
             await asyncio.sleep(POLL_S)
         if http_task.done():
             await http_task  # raises the startup failure
         log.info("start: HTTP on %s:%d, gRPC on port %d; loading models",
-                 settings.http_host, settings.http_port, settings.grpc_port)  # fmt: skip
+                 settings.http_host, sock.getsockname()[1], settings.grpc_port)  # fmt: skip
         await core.start()
+        if worker_index() is not None:
+            core.stats_exchange = StatsExchange(Path(os.environ[METRICS_DIR_ENV]))
+            core.stats_exchange.start(core.local_stats)
         ready = sum(status.state == "ready" for status in core.index())
         log.info("ready: %d model version(s) serving", ready)
 
@@ -111,7 +137,7 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
         deadline = time.monotonic() + settings.drain_grace_s
         core.begin_shutdown()
         log.info("drain: readiness off, %d request(s) in flight, grace %.1fs", core.in_flight, settings.drain_grace_s)
-        await _drain(core, stop, deadline)
+        await _drain(core, metrics, stop, deadline)
 
         grace = 0.0 if stop.forced else max(deadline - time.monotonic(), MIN_GRPC_GRACE_S)
         log.info("stop: closing listeners with %d request(s) in flight, gRPC grace %.1fs", core.in_flight, grace)
@@ -123,7 +149,10 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
             with contextlib.suppress(Exception):
                 await http_task
         await grpc_server.stop(0)  # a no-op after a graceful stop
+        if core.stats_exchange is not None:
+            await core.stats_exchange.stop()
         await core.close()
+        sock.close()
         if use_signals:
             for sig in SIGNALS:
                 loop.remove_signal_handler(sig)

@@ -37,6 +37,7 @@ class Settings(CommandSettings):
     io_binding: Literal["auto", "on", "off"] = Field(
         "auto", description="onnxruntime I/O binding: auto uses it on GPU providers"
     )
+    workers: int = Field(1, ge=1, description="server processes sharing the ports (SO_REUSEPORT)")
     offload_threads: int = Field(0, ge=0, description="threads that decode and encode big payloads (0: cores + 2)")
     max_batch_size: int = Field(32, ge=1, description="images per batch the dynamic batcher forms")
     max_queue_delay_ms: float = Field(2.0, ge=0, description="longest wait for a batch to fill")
@@ -54,5 +55,6 @@ class Settings(CommandSettings):
     reload_interval_s: float = Field(2.0, gt=0, description="repository poll period")
     drain_grace_s: float = Field(20.0, ge=0, description="how long shutdown waits for in-flight requests")
     warmup: bool = Field(True, description="run zero batches through a new session before serving")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field("auto", description="auto: uvloop when installed")
     log_level: str = Field("info", description="python logging level")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")

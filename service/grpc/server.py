@@ -59,7 +59,8 @@ def create_grpc_server(core: Core, settings: Settings, metrics: Metrics) -> grpc
         options=[
             ("grpc.max_receive_message_length", settings.max_request_bytes),
             ("grpc.max_send_message_length", settings.max_request_bytes),
-            ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+            # A second server on the same port must fail, not share it, unless it is one of several workers.
+            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
     pixelserve_pb2_grpc.add_PixelServeServicer_to_server(TaskServicer(core, settings, metrics), server)

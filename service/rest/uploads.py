@@ -51,7 +51,7 @@ def _b64decode(text: str, index: int) -> bytes:
         raise InvalidInput(f"images[{index}] is not valid base64: {exc}") from exc
 
 
-def _parse_json(body: bytes) -> Upload:
+def parse_json_upload(body: bytes) -> Upload:
     try:
         request = ImagesRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -93,7 +93,7 @@ async def read_upload(request: Request, settings: Settings, offload: Offloader) 
         return await _read_multipart(request, settings)
     if kind == JSON or kind.endswith("+json"):
         body = await request.body()
-        return await offload.sized(len(body), _parse_json, body)
+        return await offload.sized(len(body), parse_json_upload, body)
     if kind.startswith("image/") or kind in RAW_TYPES:
         body = await request.body()
         if not body:

@@ -1,0 +1,148 @@
+"""pixelserve against Triton, side by side on the same ONNX file, in one run.
+
+    python3 -m venv .venv-bench && .venv-bench/bin/pip install '.[bench]'     # the anchor, once
+    python -m bench.vs_triton --model mnist-classifier --rounds 2
+
+pixelserve runs with its defaults (`pixelserve serve`), Triton 2.51 (from nvidia-pytriton) with a
+Python-backend model running onnxruntime on the same file (max batch 64, 100 us delay, one intra-op thread).
+perf_analyzer drives both with batch-1 requests at each concurrency over HTTP and gRPC, in alternating A/B
+order (ABBA across rounds) so drift on a shared machine hits both alike; the table gives each system's best
+round and the ratio. In the same run: in-process onnxruntime's best throughput on these cores, and the
+task API (`:classify` with a PNG, OOD pairing included) against V2 raw tensors, both driven by wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from bench import loadgen
+from bench.loadgen import Measurement
+from bench.processes import ROOT, BenchEnv, Endpoints, pixelserve, triton
+from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
+
+
+def in_process_best(model_path: Path, shape: list[int], seconds: float = 3.0) -> tuple[float, str]:
+    """The most images per second onnxruntime gives on this machine, over thread counts and batch sizes."""
+    best, where = 0.0, ""
+    for threads in (1, os.cpu_count() or 1):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        for batch in (1, 8, 32, 64):
+            x = np.random.default_rng(0).integers(0, 256, (batch, *shape), dtype=np.uint8)
+            session.run(None, {"image": x})
+            runs, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds / 4:
+                session.run(None, {"image": x})
+                runs += 1
+            rate = runs * batch / (time.perf_counter() - started)
+            if rate > best:
+                best, where = rate, f"batch {batch}, {threads} thread(s)"
+    return best, where
+
+
+def compare(args: argparse.Namespace, env: BenchEnv, model_dir: Path, name: str, workdir: Path) -> dict:
+    results: dict[str, dict[str, list[Measurement]]] = {}
+    with (
+        pixelserve(args.model_repository, args.pixelserve_arg, workdir / "pixelserve.log") as ours,
+        triton(model_dir, env, workdir, args.triton_max_batch, args.triton_delay_us) as anchor,
+    ):
+        for round_ in range(args.rounds):
+            for protocol in args.protocols:
+                for c in args.concurrency:
+                    order = (ours, anchor) if (round_ + c) % 2 == 0 else (anchor, ours)
+                    for server in order:
+                        url = server.http if protocol == "http" else server.grpc
+                        m = loadgen.perf_analyzer(env, url, protocol, name, c, args.interval_ms)
+                        results.setdefault(f"{protocol} c={c}", {}).setdefault(server.name, []).append(m)
+                        print(f"round {round_ + 1} {protocol} c={c} {server.name}: {m.throughput:.0f}/s "
+                              f"p50 {m.p50_ms:.2f} ms", flush=True)  # fmt: skip
+        tasks = task_api(ours, name, model_dir, args)
+    return {"perf_analyzer": results, "task_api": tasks}
+
+
+def task_api(ours: Endpoints, name: str, model_dir: Path, args: argparse.Namespace) -> dict[str, Measurement]:
+    """`:classify` with a PNG (decode, OOD partner and all) against V2 binary UINT8, the same wrk load."""
+    spec = ModelSpec.load(model_dir / SPEC_FILE)
+    shape = spec.input.shape[1:]
+    pixels = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if shape[-1] == 1 else pixels).save(png, format="PNG")
+    v2_body, v2_headers = loadgen.v2_binary_body("image", [1, *shape], pixels.tobytes())
+    out = {}
+    for c in args.concurrency:
+        out[f"v2 c={c}"] = loadgen.wrk(f"http://{ours.http}/v2/models/{name}/infer", v2_body, v2_headers, c,
+                                       args.wrk_seconds)  # fmt: skip
+        out[f"classify c={c}"] = loadgen.wrk(f"http://{ours.http}/v1/models/{name}:classify", png.getvalue(),
+                                             {"Content-Type": "image/png"}, c, args.wrk_seconds)  # fmt: skip
+    return out
+
+
+def report(run: dict, best: tuple[float, str], args: argparse.Namespace) -> str:
+    machine = f"{platform.node()}, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+    lines = [
+        f"machine: {machine}; {time.strftime('%Y-%m-%d %H:%M')}",
+        "",
+        "| load | pixelserve /s | p50 ms | Triton /s | p50 ms | throughput ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, by_server in run["perf_analyzer"].items():
+        ours = max(by_server["pixelserve"], key=lambda m: m.throughput)
+        anchor = max(by_server["triton"], key=lambda m: m.throughput)
+        lines.append(f"| {key} | {ours.throughput:.0f} | {ours.p50_ms:.2f} | {anchor.throughput:.0f} | "
+                     f"{anchor.p50_ms:.2f} | {ours.throughput / anchor.throughput:.2f}x |")  # fmt: skip
+    lines += ["", f"in-process onnxruntime best: {best[0]:.0f} images/s ({best[1]})"]
+    for key, by_server in run["perf_analyzer"].items():
+        if key.endswith("c=64"):
+            top = max(m.throughput for m in by_server["pixelserve"])
+            lines.append(f"  {key}: pixelserve at {top / best[0]:.0%} of it")
+    lines += ["", "| wrk load | V2 binary /s | :classify PNG /s | ratio |", "|---|---|---|---|"]
+    for c in args.concurrency:
+        v2, task = run["task_api"][f"v2 c={c}"], run["task_api"][f"classify c={c}"]
+        lines.append(
+            f"| c={c} | {v2.throughput:.0f} | {task.throughput:.0f} | {task.throughput / v2.throughput:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-repository", type=Path, default=ROOT / "models")
+    parser.add_argument("--model", default="mnist-classifier")
+    parser.add_argument("--bench-env", type=Path, default=ROOT / ".venv-bench", help="venv with the [bench] extra")
+    parser.add_argument("--protocols", nargs="+", default=["http", "grpc"], choices=["http", "grpc"])
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 8, 64])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--interval-ms", type=int, default=3000, help="perf_analyzer measurement window")
+    parser.add_argument("--wrk-seconds", type=float, default=8.0)
+    parser.add_argument("--triton-max-batch", type=int, default=64)
+    parser.add_argument("--triton-delay-us", type=int, default=100)
+    parser.add_argument("--pixelserve-arg", action="append", default=[], help="extra `pixelserve serve` flag")
+    parser.add_argument("--json", type=Path, help="also write every measurement here")
+    args = parser.parse_args()
+    env = BenchEnv(args.bench_env)
+    env.check()
+    model_dir = max((args.model_repository / args.model).iterdir(), key=lambda p: int(p.name))
+    spec = ModelSpec.load(model_dir / SPEC_FILE)
+    best = in_process_best(model_dir / MODEL_FILE, spec.input.shape[1:])
+    with tempfile.TemporaryDirectory(prefix="vs-triton-") as tmp:
+        run = compare(args, env, model_dir, spec.name, Path(tmp))
+    print("\n" + report(run, best, args))
+    if args.json:
+        args.json.write_text(json.dumps(run, default=lambda m: m.__dict__, indent=2))
+
+
+if __name__ == "__main__":
+    main()
