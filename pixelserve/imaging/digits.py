@@ -1,46 +1,4 @@
-"""Encoded client images -> the uint8 HWC array a model eats: decoding, orientation, colour, geometry, digits.
-
-One implementation for the server and the training side, so numpy and Pillow only (no service imports).
-
-Entry points:
-- ``prepare(data, *, color_mode, height, width, resize="stretch", normalize="none", max_pixels, name="image")``:
-  one encoded file -> uint8 (height, width, channels). What the server calls per image.
-- ``prepare_image(image, *, color_mode, height, width, resize="stretch", normalize="none")``: the same for an
-  already decoded Pillow image (training, tests).
-- ``decode(data, *, max_pixels, name="image", draft=None)`` -> Pillow image, upright, in the file's own mode.
-- ``to_color_mode(image, color_mode)`` -> Pillow 'L' or 'RGB' image (the conversion rules below).
-- ``resize_to(image, height, width, mode="stretch", *, pad="reflect", resample=None)`` -> uint8 HWC array.
-- ``normalize_digit(pixels, *, height=28, width=28)``: 2-D uint8 -> 2-D uint8, MNIST's own normalisation.
-- ``is_digit_normalized(pixels, *, height=28, width=28)``: whether ``normalize_digit`` would return it unchanged.
-- ``ImageError(ValueError)`` with ``too_large`` (the server maps it to 413 when true, else 400) and ``message``.
-
-Decoding: PNG, JPEG, BMP and GIF, recognised by their magic bytes (a client's extension or content type is not
-trusted). The pixel limit is checked on the header's size, before any pixel is decoded, so a decompression bomb
-costs nothing; Pillow's process-wide MAX_IMAGE_PIXELS is left alone and stays an upper bound. Animated GIFs give
-their first frame. The EXIF orientation (tags 1-8, also read from XMP, as ``PIL.ImageOps.exif_transpose``) is
-applied, so a phone photo stored sideways comes out upright; an unreadable EXIF block is ignored, not an error.
-
-Conversion rules (``to_color_mode``), in this order:
-1. 16-bit grayscale is scaled to 8 bits (value / 257, rounded), not clipped.
-2. Transparency (RGBA, LA, PA, palette with transparency) is composited onto white, the usual page background.
-3. Grayscale models get ITU-R 601-2 luma (L = 0.299 R + 0.587 G + 0.114 B, Pillow's 'L'); RGB models get
-   grayscale replicated to three channels.
-
-Resize modes (``resize_to``); Pillow's filters are antialiased when shrinking:
-- ``stretch``: the whole image to height x width, aspect ratio not kept; bilinear. This is the resize the server
-  did before these modes existed, kept bit for bit.
-- ``center-crop``: scaled so the short side fits, the centre cut out (sub-pixel exact: one resample of the box).
-- ``letterbox``: scaled so the long side fits, centred (an odd margin pixel goes below / right), the rest padded.
-  The default fill is ``reflect``: the image mirrored about its edges, the edge pixel repeated (Keras' "reflect",
-  numpy's "symmetric"). That is what the CIFAR-10 classifier saw in training (random translation with reflect
-  fill), it adds no hard edge or colour the photo does not have, and it measured best of the four fills on
-  4:3 photos (bench/realworld_bench.py); ``edge``, ``mean`` (the image's mean colour) and ``black`` exist to
-  compare. Black bars were the worst: the classifier never saw a flat black border.
-- center-crop and letterbox resample with Lanczos (MODE_RESAMPLE): bilinear's triangle filter blurs at these
-  scales and cost about 2.5 points on CIFAR-10 photos against Lanczos.
-An image already at the model's size is used as it is, whatever the mode.
-
-Digit normalisation (``normalize_digit``), for MNIST-style models; how MNIST itself was made:
+"""Digit normalisation (``normalize_digit``), for MNIST-style models; how MNIST itself was made:
 1. An image already in the model's format (height x width, ink only inside the 20x20 box, the centre of mass
    within half a pixel of the centre (14, 14), so a dark background) is returned unchanged, bit for bit; so is
    this function's own output, which makes it idempotent.
@@ -63,227 +21,37 @@ across anyway, and the work stays bounded (a 240x200 scan takes about 1-2 ms).
 
 from __future__ import annotations
 
-import io
-import re
-from typing import Literal, get_args
-
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-ColorMode = Literal["grayscale", "rgb"]
-ResizeMode = Literal["stretch", "center-crop", "letterbox"]
-NormalizeMode = Literal["none", "digit"]
-PadMode = Literal["reflect", "edge", "mean", "black"]
-COLOR_MODES: tuple[str, ...] = get_args(ColorMode)
-RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
-NORMALIZE_MODES: tuple[str, ...] = get_args(NormalizeMode)
-PAD_MODES: tuple[str, ...] = get_args(PadMode)
+from pixelserve.imaging.geometry import scaled_size
 
-MAGIC: dict[bytes, str] = {
-    b"\x89PNG\r\n\x1a\n": "PNG",
-    b"\xff\xd8\xff": "JPEG",
-    b"GIF87a": "GIF",
-    b"GIF89a": "GIF",
-    b"BM": "BMP",
-}
-WHITE = (255, 255, 255)
-# Resampling filters (all antialiased when shrinking). Stretch keeps the old bilinear, bit for bit; the new modes
-# and digits use Lanczos, sharper at these scales (measured: module docstring, bench/realworld_bench.py).
-MODE_RESAMPLE: dict[str, Image.Resampling] = {
-    "stretch": Image.Resampling.BILINEAR,
-    "center-crop": Image.Resampling.LANCZOS,
-    "letterbox": Image.Resampling.LANCZOS,
-}
 DIGIT_RESAMPLE = Image.Resampling.LANCZOS
 
-# EXIF orientation -> the transpose that shows the image upright (PIL.ImageOps.exif_transpose's table)
-ORIENTATION_TAG = 0x0112
-UPRIGHT: dict[int, Image.Transpose] = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 # MNIST's geometry: the digit fits a 20x20 box, centred by mass at (14, 14) of a 28x28 frame
 DIGIT_FRAME = 28
+
+
 DIGIT_BOX = 20
+
+
 WORK_SIDE = 640  # digit images are reduced to this many pixels on the long side before the ink is searched
+
+
 INK_FRACTION = 0.3  # ink: above this fraction of the stroke level (and above the noise floor)
+
+
 SPECK_FRACTION = 0.03  # connected ink blobs smaller than this fraction of the largest are specks
+
+
 SPECK_MIN_AREA = 3  # ... and so is any blob below this many pixels
+
+
 FULL_INK = 250  # stroke level that needs no contrast stretch (MNIST's strokes peak at 254-255)
+
+
 CENTRE_TOLERANCE = 0.5 + 1e-6  # pixels; MNIST's centres of mass lie within [13.5, 14.5]
-
-
-class ImageError(ValueError):
-    """A client image that cannot be used; ``too_large`` marks a size limit (413) rather than a bad file (400)."""
-
-    def __init__(self, message: str, *, too_large: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.too_large = too_large
-
-
-# Pillow names an in-memory file by its address ("cannot identify image file <_io.BytesIO object at 0x7f..>"):
-# noise to a client, and it makes identical requests give different messages.
-_OBJECT_REPR = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")
-
-
-def _pillow_reason(exc: BaseException) -> str:
-    return _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
-
-
-# ---------------------------------------------------------------------------------------------------- decoding
-
-
-def sniff_format(data: bytes, name: str = "image") -> str:
-    """The file format from its first bytes, or ImageError naming what is accepted."""
-    for magic, fmt in MAGIC.items():
-        if data.startswith(magic):
-            return fmt
-    raise ImageError(f"{name} has an unsupported format (first bytes {data[:8]!r}); send PNG, JPEG, BMP or GIF")
-
-
-def decode(data: bytes, *, max_pixels: int, name: str = "image", draft: int | None = None) -> Image.Image:
-    """One encoded file -> its first frame, loaded and upright, in the file's own mode.
-
-    ``name`` starts every error message ("image 3 is too large: ..."). ``draft``: a JPEG whose sides are both at
-    least twice this may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, several times faster), never
-    below ``draft`` pixels on either side; the pixel limit is checked on the full size first.
-    """
-    expected = sniff_format(data, name)
-    try:
-        image = Image.open(io.BytesIO(data), formats=[expected])
-    except Image.DecompressionBombError as exc:
-        # Pillow's own process-wide guard (~179 M pixels) fired before the per-call limit could
-        message = f"{name} is too large: over {max_pixels} pixels (max_image_pixels): {_pillow_reason(exc)}"
-        raise ImageError(message, too_large=True) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{name} is not a valid {expected} file: {_pillow_reason(exc)}") from exc
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageError(
-            f"{name} is too large: {width}x{height} = {width * height} pixels; the limit is {max_pixels} "
-            "(max_image_pixels)",
-            too_large=True,
-        )
-    try:
-        if draft is not None and expected == "JPEG":
-            image.draft(None, (draft, draft))
-        image.seek(0)
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{name} is not a valid {expected} file: {_pillow_reason(exc)}") from exc
-    return upright(image)
-
-
-def orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1-8; 1 when absent, out of range or unreadable)."""
-    try:
-        value = image.getexif().get(ORIENTATION_TAG, 1)
-    except Exception:  # metadata is best effort: a broken EXIF block must not lose the picture
-        return 1
-    return value if isinstance(value, int) and value in range(1, 9) else 1
-
-
-def upright(image: Image.Image) -> Image.Image:
-    """The image as a viewer shows it: its EXIF orientation applied (``ImageOps.exif_transpose`` semantics)."""
-    method = UPRIGHT.get(orientation(image))
-    return image if method is None else image.transpose(method)
-
-
-def _flatten_alpha(image: Image.Image) -> Image.Image:
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*WHITE, 255))
-        image = Image.alpha_composite(background, rgba).convert("RGB")
-    return image
-
-
-def to_color_mode(image: Image.Image, color_mode: ColorMode) -> Image.Image:
-    """The conversion rules: 16-bit scaled to 8, alpha onto white, then 'L' (ITU-R 601-2 luma) or 'RGB'."""
-    _check_choice("color_mode", color_mode, COLOR_MODES)
-    if image.mode.startswith("I;16") or image.mode == "I":
-        wide = np.asarray(image, dtype=np.float64) / 257.0
-        image = Image.fromarray(np.clip(np.rint(wide), 0, 255).astype(np.uint8), mode="L")
-    image = _flatten_alpha(image)
-    target = "L" if color_mode == "grayscale" else "RGB"
-    return image if image.mode == target else image.convert(target)
-
-
-def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
-
-
-# ---------------------------------------------------------------------------------------------------- geometry
-
-
-def _hwc(image: Image.Image) -> np.ndarray:
-    pixels = np.asarray(image, dtype=np.uint8)
-    return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
-
-
-def _scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def resize_to(
-    image: Image.Image,
-    height: int,
-    width: int,
-    mode: ResizeMode = "stretch",
-    *,
-    pad: PadMode = "reflect",
-    resample: Image.Resampling | None = None,
-) -> np.ndarray:
-    """An 'L' or 'RGB' image -> uint8 (height, width, channels) by ``mode``.
-
-    ``pad`` fills letterbox margins; ``resample`` overrides the mode's filter (MODE_RESAMPLE), for comparisons.
-    An image already at the model's size is returned as it is, whatever the mode.
-    """
-    _check_choice("resize mode", mode, RESIZE_MODES)
-    _check_choice("pad", pad, PAD_MODES)
-    filter_ = MODE_RESAMPLE[mode] if resample is None else resample
-    w, h = image.size
-    if (w, h) == (width, height):
-        return _hwc(image)
-    if mode == "stretch":
-        return _hwc(image.resize((width, height), filter_))
-    if mode == "center-crop":
-        # the side that fits is taken whole (exactly, no rounding below zero), the other centred
-        if width * h >= height * w:
-            crop_w, crop_h = float(w), min(float(h), height * w / width)
-        else:
-            crop_w, crop_h = min(float(w), width * h / height), float(h)
-        left, top = (w - crop_w) / 2, (h - crop_h) / 2
-        return _hwc(image.resize((width, height), filter_, box=(left, top, left + crop_w, top + crop_h)))
-    inner = _hwc(image.resize(_scaled_size(w, h, min(width / w, height / h)), filter_))
-    return _pad_to(inner, height, width, pad)
-
-
-def _pad_to(pixels: np.ndarray, height: int, width: int, pad: PadMode) -> np.ndarray:
-    """Centre ``pixels`` in height x width; the odd pixel of a margin goes to the bottom / right."""
-    top, left = (height - pixels.shape[0]) // 2, (width - pixels.shape[1]) // 2
-    widths = ((top, height - pixels.shape[0] - top), (left, width - pixels.shape[1] - left), (0, 0))
-    if pad == "reflect":
-        return np.pad(pixels, widths, mode="symmetric")
-    if pad == "edge":
-        return np.pad(pixels, widths, mode="edge")
-    out = np.zeros((height, width, pixels.shape[2]), dtype=np.uint8)
-    if pad == "mean":
-        out[:] = np.rint(pixels.reshape(-1, pixels.shape[2]).mean(axis=0)).astype(np.uint8)
-    out[top : top + pixels.shape[0], left : left + pixels.shape[1]] = pixels
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------- digits
 
 
 def _box_size(height: int, width: int) -> tuple[int, int]:
@@ -359,7 +127,7 @@ def _reduce(gray: np.ndarray, side: int) -> np.ndarray:
     h, w = gray.shape
     if max(h, w) <= side:
         return gray
-    size = _scaled_size(w, h, side / max(h, w))
+    size = scaled_size(w, h, side / max(h, w))
     return np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX))
 
 
@@ -537,7 +305,7 @@ def _fit_box(crop: np.ndarray, box_h: int, box_w: int) -> np.ndarray:
     """Scaled to fit box_h x box_w keeping the aspect ratio; a brightest pixel below FULL_INK (thin strokes shrunk)
     brought to 255, as MNIST's strokes."""
     h, w = crop.shape
-    size = _scaled_size(w, h, min(box_h / h, box_w / w))
+    size = scaled_size(w, h, min(box_h / h, box_w / w))
     digit = np.asarray(Image.fromarray(crop).resize(size, DIGIT_RESAMPLE)) if size != (w, h) else crop
     peak = int(digit.max())
     if 0 < peak < FULL_INK:
@@ -563,51 +331,3 @@ def _place_by_mass(digit: np.ndarray, height: int, width: int) -> np.ndarray:
             break
         frame = np.roll(frame, (dy, dx), axis=(0, 1))
     return frame
-
-
-# ---------------------------------------------------------------------------------------------------- pipeline
-
-
-def prepare_image(
-    image: Image.Image,
-    *,
-    color_mode: ColorMode,
-    height: int,
-    width: int,
-    resize: ResizeMode = "stretch",
-    normalize: NormalizeMode = "none",
-) -> np.ndarray:
-    """A decoded image -> uint8 (height, width, 1 | 3): colour rules, then digit normalisation or ``resize``."""
-    _check_choice("resize mode", resize, RESIZE_MODES)
-    _check_choice("normalize", normalize, NORMALIZE_MODES)
-    _check_choice("color_mode", color_mode, COLOR_MODES)
-    if normalize == "digit":
-        digit = normalize_digit(np.asarray(to_color_mode(image, "grayscale")), height=height, width=width)
-        channels = 1 if color_mode == "grayscale" else 3
-        return np.repeat(digit[..., np.newaxis], channels, axis=2)
-    return resize_to(to_color_mode(image, color_mode), height, width, resize)
-
-
-def draft_size(height: int, width: int, normalize: NormalizeMode) -> int:
-    """The smallest side a JPEG may be decoded at without changing what ``prepare`` gives materially."""
-    return WORK_SIDE if normalize == "digit" else 4 * max(height, width)
-
-
-def prepare(
-    data: bytes,
-    *,
-    color_mode: ColorMode,
-    height: int,
-    width: int,
-    resize: ResizeMode = "stretch",
-    normalize: NormalizeMode = "none",
-    max_pixels: int,
-    name: str = "image",
-) -> np.ndarray:
-    """One encoded image -> uint8 (height, width, 1 | 3), the model's input; ImageError for a bad or huge file.
-
-    Large JPEGs are decoded at a reduced scale that still leaves four times the model's size (or WORK_SIDE for
-    digits) before the antialiased resize: a 12-megapixel photo decodes several times faster.
-    """
-    image = decode(data, max_pixels=max_pixels, name=name, draft=draft_size(height, width, normalize))
-    return prepare_image(image, color_mode=color_mode, height=height, width=width, resize=resize, normalize=normalize)
