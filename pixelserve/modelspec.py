@@ -51,12 +51,20 @@ class TensorSpec(_Strict):
 
 
 class Preprocessing(_Strict):
-    """How a decoded image becomes the graph's input. Scaling happens inside the graph."""
+    """How a decoded image becomes the graph's input. Scaling happens inside the graph; what cannot be in the
+    graph (the geometry of an image of any size, MNIST-style digit normalisation) is declared here and applied
+    by the server (pixelserve.imaging), the same for every protocol and for batch scoring."""
 
     layout: Literal["NHWC"] = "NHWC"
     color_mode: Literal["grayscale", "rgb"]
     height: int = Field(gt=0)
     width: int = Field(gt=0)
+    resize: Literal["stretch", "center-crop", "letterbox"] = Field(
+        "stretch", description="how an image of another size or shape is fitted; a request may override it"
+    )
+    normalize: Literal["none", "digit"] = Field(
+        "none", description="digit: MNIST's own normalisation (light background inverted, ink fitted and centred)"
+    )
     input_range: tuple[int, int] = (0, 255)
     in_graph: list[str] = Field(default_factory=list, description="steps the graph applies itself, e.g. 'scale 1/255'")
     output_range: tuple[float, float] | None = Field(
@@ -76,6 +84,9 @@ class Quality(_Strict):
     samples: int = Field(gt=0)
     metrics: dict[str, float]
     per_class: dict[str, float] | None = None
+    variants: dict[str, float] | None = Field(
+        default=None, description="accuracy on real-world variants of the test split (scans, photos), as served"
+    )
     notes: str | None = None
 
 

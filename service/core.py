@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -58,6 +59,8 @@ from pixelserve.service.types import (
 )
 from pixelserve.service.workers import StatsExchange
 
+T = TypeVar("T")
+
 
 def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
     """`task` None is raw inference, which every model supports."""
@@ -75,6 +78,7 @@ class _Call:
     """One request on one served version, and where its time went (for the version's statistics)."""
 
     served: ServedVersion
+    inputs: ImageInputs
     started: float = field(default_factory=time.perf_counter)
     prepared: float = 0.0
     queue_s: float = 0.0
@@ -87,9 +91,15 @@ class _Call:
     def mark_ran(self, done: Completed) -> None:
         self.queue_s, self.infer_s, self.ran = done.queue_s, done.compute_s, time.perf_counter()
 
-    @property
-    def served_by(self) -> ServedBy:
-        return ServedBy(self.served.name, self.served.version)
+    batch: np.ndarray | None = None
+
+    def result(self, items: list[T]) -> TaskResult[T]:
+        """The task's answer, with the preprocessing its encoded images got and, if asked, what the model saw."""
+        applied = (
+            None if self.inputs.tensor is not None else images.applied(self.inputs, self.served.spec.preprocessing)
+        )
+        echoed = self.batch if self.inputs.echo else None
+        return TaskResult(ServedBy(self.served.name, self.served.version), items, applied, echoed)
 
 
 class InferenceCore:
@@ -129,14 +139,14 @@ class InferenceCore:
     # -- request plumbing --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _request(self, ref: ModelRef, task: TaskName | None) -> Iterator[_Call]:
+    def _request(self, ref: ModelRef, task: TaskName | None, inputs: ImageInputs) -> Iterator[_Call]:
         """Hold the served version for one request and count its outcome for V2 statistics."""
         if self._closed:
             raise ShuttingDown("the server is shutting down")
         self._in_flight += 1
         try:
             with self.repository.lease(ref) as served:
-                call = _Call(served)
+                call = _Call(served, inputs)
                 try:
                     _check_task(served.spec, task)
                     yield call
@@ -151,13 +161,13 @@ class InferenceCore:
             self._in_flight -= 1
 
     async def _prepare(self, inputs: ImageInputs, spec: ModelSpec) -> np.ndarray:
-        """Decode and check the inputs into the uint8 NHWC batch the model takes (off the loop when big)."""
+        """Decode and check the inputs into the uint8 NHWC batch the model takes, off the event loop when the
+        decoded pixels (read from the headers) make it more than a moment's work."""
         pre = spec.preprocessing
-        work = 0 if inputs.tensor is not None else sum(len(b) for b in inputs.encoded)
-        return await self.offload.sized(work, images.prepare, inputs, pre, self.limits)
+        return await self.offload.sized(images.decode_work(inputs, pre), images.prepare, inputs, pre, self.limits)
 
     async def _run(self, call: _Call, inputs: ImageInputs) -> Feeds:
-        batch = await self._prepare(inputs, call.served.spec)
+        batch = call.batch = await self._prepare(inputs, call.served.spec)
         call.mark_prepared()
         done = await call.served.batcher.submit({INPUT_IMAGE: batch})
         call.mark_ran(done)
@@ -186,9 +196,9 @@ class InferenceCore:
         top_k = DEFAULT_TOP_K if top_k is None else top_k
         if top_k < 1:
             raise InvalidInput(f"top_k must be at least 1, got {top_k}")
-        with self._request(ref, "classify") as call, self._ood_partner(call.served.spec) as partner:
+        with self._request(ref, "classify", inputs) as call, self._ood_partner(call.served.spec) as partner:
             spec = call.served.spec
-            batch = await self._prepare(inputs, spec)
+            batch = call.batch = await self._prepare(inputs, spec)
             call.mark_prepared()
             runs = [call.served.batcher.submit({INPUT_IMAGE: batch})]
             if partner is not None:
@@ -214,10 +224,10 @@ class InferenceCore:
                         is_ood=bool(score > anomaly.value) if anomaly and score is not None else None,
                     )
                 )
-        return TaskResult(call.served_by, items)
+        return call.result(items)
 
     async def _reconstruct(self, ref: ModelRef, inputs: ImageInputs, task: TaskName) -> TaskResult[Reconstruction]:
-        with self._request(ref, task) as call:
+        with self._request(ref, task, inputs) as call:
             outputs = await self._run(call, inputs)
             anomaly = call.served.spec.anomaly if task == "reconstruct" else None
             items = [
@@ -229,7 +239,7 @@ class InferenceCore:
                 )
                 for image, error in zip(outputs[OUTPUT_RECONSTRUCTION], outputs[OUTPUT_ERROR], strict=True)
             ]
-        return TaskResult(call.served_by, items)
+        return call.result(items)
 
     async def denoise(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]:
         return await self._reconstruct(ref, inputs, "denoise")
@@ -239,13 +249,13 @@ class InferenceCore:
         return await self._reconstruct(ref, inputs, "reconstruct")
 
     async def encode(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Encoding]:
-        with self._request(ref, "encode") as call:
+        with self._request(ref, "encode", inputs) as call:
             outputs = await self._run(call, inputs)
             items = [Encoding(latent=row) for row in outputs[OUTPUT_LATENT]]
-        return TaskResult(call.served_by, items)
+        return call.result(items)
 
     async def infer(self, ref: ModelRef, inputs: ImageInputs, outputs: Sequence[str] | None = None) -> InferResult:
-        with self._request(ref, None) as call:
+        with self._request(ref, None, inputs) as call:
             spec = call.served.spec
             declared = [o.name for o in spec.outputs]
             unknown = [name for name in outputs or () if name not in declared]
@@ -253,7 +263,8 @@ class InferenceCore:
                 raise InvalidInput(f"unknown output(s) {unknown}; model {spec.name!r} has {declared}")
             results = await self._run(call, inputs)
             chosen = {name: results[name] for name in (outputs or declared)}
-        return InferResult(call.served_by, chosen, labels=spec.labels)
+        done = call.result([])
+        return InferResult(done.model, chosen, labels=spec.labels, applied=done.applied)
 
     # -- metadata and control ----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 
@@ -35,16 +35,34 @@ class ModelRef:
     version: int | None = None
 
 
+ResizeMode = Literal["stretch", "center-crop", "letterbox"]
+NormalizeMode = Literal["none", "digit"]
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
+NORMALIZE_MODES: tuple[str, ...] = get_args(NormalizeMode)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The preprocessing encoded images of a request got (reported back, so a client sees what was done)."""
+
+    resize: ResizeMode
+    normalize: NormalizeMode
+
+
 @dataclass(frozen=True)
 class ImageInputs:
     """A batch of inputs: encoded images (PNG/JPEG/BMP/GIF bytes) or one ready tensor, never both.
 
     A tensor is NHWC (or NHW for one channel) and is checked against the model's input spec; uint8 is the
-    model's native dtype, float32 in [0, 255] is accepted and rounded.
+    model's native dtype, float32 in [0, 255] is accepted and rounded. Tensors are taken as prepared;
+    `resize` and `normalize` override model.json's preprocessing for encoded images (None: the model's own).
     """
 
     encoded: Sequence[bytes] = ()
     tensor: np.ndarray | None = None
+    resize: ResizeMode | None = None
+    normalize: NormalizeMode | None = None
+    echo: bool = False  # answer with the prepared batch too (what the model saw), e.g. for the playground
 
     def __len__(self) -> int:
         return len(self.encoded) if self.tensor is None else int(self.tensor.shape[0])
@@ -88,6 +106,8 @@ class Encoding:
 class TaskResult(Generic[T]):
     model: ServedBy
     items: list[T]
+    applied: Applied | None = None  # None for tensor inputs, which are taken as prepared
+    inputs: np.ndarray | None = None  # the uint8 batch the model saw, when the request asked for it
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,7 @@ class InferResult:
     model: ServedBy
     outputs: dict[str, np.ndarray]
     labels: list[str] | None = None  # the served version's class labels, for the classification extension
+    applied: Applied | None = None
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,12 @@ class EvaluateSettings(CommandSettings):
 
     model_dir: CliPositionalArg[Path] = Field(description="a model version directory: models/<name>/<version>")
     data_dir: Path | None = Field(None, description=DATA_DIR_HELP)
+    variants: CliImplicitFlag[bool] = Field(
+        False, description="classifiers: also score real-world variants (scans, printed digits, photos)"
+    )
+    record: CliImplicitFlag[bool] = Field(
+        False, description="write the variant accuracies into the version's model.json (quality.variants)"
+    )
 
 
 class ExportSettings(CommandSettings):
@@ -136,9 +142,14 @@ def _train(settings: TrainSettings) -> int:
 
 
 def _evaluate(settings: EvaluateSettings) -> int:
-    from pixelserve.training.reproduce import reproduce_quality
+    from pixelserve.training.reproduce import record_variants, reproduce_quality, reproduce_variants
 
-    print(json.dumps(reproduce_quality(settings.model_dir, settings.data_dir), indent=2))
+    report = reproduce_quality(settings.model_dir, settings.data_dir)
+    if settings.variants or settings.record:
+        report["variants"] = reproduce_variants(settings.model_dir, settings.data_dir)
+        if settings.record:
+            record_variants(settings.model_dir, report["variants"]["declared"])
+    print(json.dumps(report, indent=2))
     return 0
 
 

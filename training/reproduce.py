@@ -29,3 +29,29 @@ def reproduce_quality(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:
         "measured": measured,
         "dataset_sha256_matches": spec.dataset is None or spec.dataset.sha256 == data.sha256,
     }
+
+
+def reproduce_variants(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:
+    """Accuracy on real-world variants through the declared preprocessing, and through a plain stretch."""
+    from pixelserve.training.robustness import variant_accuracies
+
+    spec = ModelSpec.load(model_dir / SPEC_FILE)
+    if spec.task != "classify":
+        return {}
+    data = load_dataset(Recipe.from_dict(spec.recipe).dataset, data_dir)
+    session = evaluate.cpu_session(model_dir / MODEL_FILE)
+    pre = spec.preprocessing
+    return {
+        "preprocessing": {"resize": pre.resize, "normalize": pre.normalize},
+        "declared": variant_accuracies(session, pre, data),
+        "plain_stretch": variant_accuracies(session, pre, data, declared=False),
+    }
+
+
+def record_variants(model_dir: Path, accuracies: dict[str, float]) -> None:
+    """Write measured variant accuracies into model.json's quality, keeping everything else as it is."""
+    spec = ModelSpec.load(model_dir / SPEC_FILE)
+    if spec.quality is None or not accuracies:
+        return
+    quality = spec.quality.model_copy(update={"variants": accuracies})
+    spec.model_copy(update={"quality": quality}).dump(model_dir / SPEC_FILE)

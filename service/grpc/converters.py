@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pixelserve.service import images
 from pixelserve.service.errors import InvalidInput
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.images import encode_png
@@ -56,10 +57,12 @@ def tensor_from_array(array: np.ndarray) -> pb.Tensor:
 
 def image_inputs(batch: pb.ImageBatch) -> ImageInputs:
     """`images` (all encoded or all single-image tensors) or one `batch` tensor, never both."""
+    resize, normalize = images.choices(batch.resize, batch.normalize)
+    options = {"resize": resize, "normalize": normalize, "echo": batch.return_input}
     if batch.HasField("batch"):
         if batch.images:
             raise InvalidInput("send either images or a batch tensor, not both")
-        return ImageInputs(tensor=array_from_tensor(batch.batch))
+        return ImageInputs(tensor=array_from_tensor(batch.batch), **options)
     kinds = {image.WhichOneof("source") for image in batch.images}
     if None in kinds:
         raise InvalidInput("every image needs encoded bytes or a tensor")
@@ -67,10 +70,18 @@ def image_inputs(batch: pb.ImageBatch) -> ImageInputs:
         arrays = [array_from_tensor(image.tensor) for image in batch.images]
         if len({a.shape for a in arrays}) != 1 or len({a.dtype for a in arrays}) != 1:
             raise InvalidInput("image tensors in one request must share shape and dtype")
-        return ImageInputs(tensor=np.stack(arrays))
+        return ImageInputs(tensor=np.stack(arrays), **options)
     if len(kinds) > 1:
         raise InvalidInput("images must be all encoded or all tensors, not mixed")
-    return ImageInputs(encoded=[image.encoded for image in batch.images])
+    return ImageInputs(encoded=[image.encoded for image in batch.images], **options)
+
+
+def prepared(result: TaskResult) -> pb.Prepared | None:
+    """What the request's encoded images got (None for tensors), with the PNGs of the inputs when asked."""
+    if result.applied is None:
+        return None
+    inputs = [encode_png(x) for x in result.inputs] if result.inputs is not None else []
+    return pb.Prepared(resize=result.applied.resize, normalize=result.applied.normalize, inputs=inputs)
 
 
 def served_by(result: TaskResult) -> pb.ServedBy:
@@ -81,6 +92,7 @@ def classify_response(result: TaskResult[Classification], request_id: str = "") 
     return pb.ClassifyResponse(
         model=served_by(result),
         request_id=request_id,
+        prepared=prepared(result),
         results=[
             pb.Classification(
                 top=[pb.LabelScore(index=s.index, label=s.label, probability=s.probability) for s in item.top],
@@ -109,6 +121,7 @@ def reconstructions(items: Sequence[Reconstruction], return_tensor: bool) -> lis
 def encode_response(result: TaskResult[Encoding]) -> pb.EncodeResponse:
     return pb.EncodeResponse(
         model=served_by(result),
+        prepared=prepared(result),
         results=[pb.Embedding(latent=item.latent.astype(np.float32).ravel().tolist()) for item in result.items],
     )
 
@@ -132,7 +145,9 @@ def model_metadata(info: ModelInfo) -> pb.ModelMetadata:
         description=spec.description,
         inputs=[pb.TensorInfo(name=t.name, dtype=t.dtype, shape=t.shape) for t in spec.inputs],
         outputs=[pb.TensorInfo(name=t.name, dtype=t.dtype, shape=t.shape) for t in spec.outputs],
-        preprocessing=pb.Preprocessing(color_mode=pre.color_mode, height=pre.height, width=pre.width),
+        preprocessing=pb.Preprocessing(
+            color_mode=pre.color_mode, height=pre.height, width=pre.width, resize=pre.resize, normalize=pre.normalize
+        ),
         labels=spec.labels or [],
         ood_model=spec.pairing.ood_model if spec.pairing else "",
         parameters=spec.parameters or 0,

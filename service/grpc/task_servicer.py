@@ -64,7 +64,7 @@ class TaskServicer(pb_grpc.PixelServeServicer):
             tracker.version = result.model.version
         size = sum(item.image.nbytes for item in result.items)
         items = await self.core.offload.sized(size, converters.reconstructions, result.items, request.return_tensor)
-        return build(model=converters.served_by(result), results=items)
+        return build(model=converters.served_by(result), results=items, prepared=converters.prepared(result))
 
     @guarded
     async def Denoise(self, request: pb.DenoiseRequest, context: grpc.aio.ServicerContext) -> pb.DenoiseResponse:

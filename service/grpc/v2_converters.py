@@ -71,13 +71,16 @@ def infer_request(request: pb.ModelInferRequest) -> tuple[InferRequest, bool]:
             count = class_count(out.name, _parameter(parameter) if parameter is not None else 0)
             outputs.append(RequestedOutput(out.name, count))
     ref = model_ref(request.model_name, request.model_version)
-    return InferRequest(ref, inputs, outputs, request.id), raw
+    parameters = {key: _parameter(value) for key, value in request.parameters.items()}
+    return InferRequest(ref, inputs, outputs, request.id, parameters), raw
 
 
 def infer_response(response: InferResponse, *, raw: bool) -> pb.ModelInferResponse:
     message_ = pb.ModelInferResponse(
         model_name=response.model_name, model_version=response.model_version, id=response.id
     )
+    for key, value in response.parameters.items():
+        message_.parameters[key].string_param = value
     # Triton's rule: raw_output_contents holds every output or none, and FP16 has no typed field.
     raw = raw or any(out.datatype not in CONTENTS_FIELD for out in response.outputs)
     for out in response.outputs:

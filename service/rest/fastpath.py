@@ -22,10 +22,20 @@ from pixelserve.service.errors import InvalidInput, PayloadTooLarge, ServiceErro
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.rest.auth import API_KEY_HEADER
 from pixelserve.service.rest.errors import service_error_response
-from pixelserve.service.rest.uploads import JSON, MULTIPART, RAW_TYPES, parse_json_upload
+from pixelserve.service.rest.tasks import prepared_json
+from pixelserve.service.rest.uploads import (
+    JSON,
+    MULTIPART,
+    RAW_TYPES,
+    Options,
+    Upload,
+    parse_flag,
+    parse_json_upload,
+    task_inputs,
+)
 from pixelserve.service.rest.v2_codec import BINARY_OUTPUT, HEADER_LENGTH, decode_request, encode_response, inflate
 from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core, ImageInputs
+from pixelserve.service.types import Core
 from pixelserve.service.v2.infer import infer as v2_infer
 from pixelserve.service.v2.metadata import model_ref
 from pixelserve.service.v2.tensors import is_count
@@ -36,6 +46,11 @@ V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 CLASSIFY = re.compile(r"^/v1/models/([^/:]+)(?:/versions/([^/:]+))?:classify$")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode()
+
+
+def _echo_size(result: Any) -> int:
+    """Work of writing the answer: only echoed inputs (PNG-encoded) make it more than a moment's."""
+    return 0 if result.inputs is None else int(result.inputs.nbytes) * 8
 
 
 class _Disconnected(Exception):
@@ -56,6 +71,7 @@ def _classification_body(result: Any) -> bytes:
                 }
                 for item in result.items
             ],
+            "prepared": prepared_json(result),
         }
     )
 
@@ -163,33 +179,40 @@ class FastPath:
 
     async def _classify(self, scope: Scope, receive: Receive, name: str, version: str | None) -> tuple:
         with self.metrics.track(model=name, task="classify", protocol="rest") as tracker:
-            top_k = self._top_k(scope)
+            options = self._options(scope)
             kind = self._media_type(scope)
             body = await self._body(scope, receive)
             if kind == JSON or kind.endswith("+json"):
                 upload = await self.offload.sized(len(body), parse_json_upload, body)
-                images, top_k = upload.images, top_k or upload.top_k
             elif kind.startswith("image/") or kind in RAW_TYPES:
                 if not body:
                     raise InvalidInput("the request body is empty: send an image file")
-                images = [body]
+                upload = Upload([body], raw=True)
             else:
                 raise InvalidInput(
                     f"unsupported Content-Type {kind!r}: send an image (image/png, image/jpeg, ...), "
                     "multipart/form-data files or application/json with base64 images"
                 )
-            result = await self.core.classify(model_ref(name, version), ImageInputs(encoded=images), top_k=top_k)
+            inputs = task_inputs(upload, options)
+            top_k = options.top_k or upload.top_k
+            result = await self.core.classify(model_ref(name, version), inputs, top_k=top_k)
             tracker.version = result.model.version
-        return 200, list(JSON_HEADERS), _classification_body(result)
+        return 200, list(JSON_HEADERS), await self.offload.sized(_echo_size(result), _classification_body, result)
 
     @staticmethod
-    def _top_k(scope: Scope) -> int | None:
+    def _options(scope: Scope) -> Options:
+        """The query string's options, read with the FastAPI routes' rules (last value wins)."""
         query = scope.get("query_string", b"")
         if not query:
-            return None
-        values = parse_qs(query.decode("latin-1")).get("top_k")
-        if not values:
-            return None
-        if not is_count(values[-1]) or int(values[-1]) < 1:
-            raise InvalidInput(f"top_k: must be a positive integer, got {values[-1]!r}")
-        return int(values[-1])
+            return Options()
+        values = {k: v[-1] for k, v in parse_qs(query.decode("latin-1"), keep_blank_values=True).items()}
+        top_k = values.get("top_k")
+        if top_k is not None and (not is_count(top_k) or int(top_k) < 1):
+            raise InvalidInput(f"top_k: must be a positive integer, got {top_k!r}")
+        echo = values.get("return_input")
+        return Options(
+            int(top_k) if top_k is not None else None,
+            values.get("resize"),
+            values.get("normalize"),
+            parse_flag("return_input", echo) if echo is not None else None,
+        )

@@ -16,6 +16,9 @@ class ImagesRequest(_Wire):
 
     images: list[str] = Field(description="base64-encoded PNG/JPEG/BMP/GIF files, one result each, in order")
     top_k: int | None = Field(default=None, ge=1, description="classify only: how many labels per image")
+    resize: str | None = Field(default=None, description="stretch, center-crop or letterbox (default: the model's)")
+    normalize: str | None = Field(default=None, description="none or digit (default: the model's)")
+    return_input: bool = Field(default=False, description="also answer with each prepared input image as PNG")
 
 
 class ErrorDetail(_Wire):
@@ -56,19 +59,30 @@ class EncodingOut(_Wire):
     latent: list[float]
 
 
+class PreparedOut(_Wire):
+    """The preprocessing the request's encoded images got (absent for tensors) and, if asked, the results."""
+
+    resize: str
+    normalize: str
+    inputs: list[str] = Field(default_factory=list, description="each prepared input as base64 PNG, if asked")
+
+
 class ClassifyResponse(_Wire):
     model: ServedModel
     results: list[ClassificationOut]
+    prepared: PreparedOut | None = None
 
 
 class ImageResponse(_Wire):
     model: ServedModel
     results: list[ImageOut]
+    prepared: PreparedOut | None = None
 
 
 class EncodeResponse(_Wire):
     model: ServedModel
     results: list[EncodingOut]
+    prepared: PreparedOut | None = None
 
 
 class VersionStatus(_Wire):

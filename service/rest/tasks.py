@@ -32,13 +32,12 @@ from pixelserve.service.rest.schemas import (
     ServedModel,
     VersionStatus,
 )
-from pixelserve.service.rest.uploads import Upload, read_upload
+from pixelserve.service.rest.uploads import Options, Upload, read_upload, task_inputs
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import (
     DEFAULT_TOP_K,
     Classification,
     Core,
-    ImageInputs,
     ModelRef,
     Reconstruction,
     ServedBy,
@@ -73,6 +72,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 TopK = Annotated[int | None, Query(ge=1, description=f"labels per image (default {DEFAULT_TOP_K})")]
+Resize = Annotated[str | None, Query(description="stretch, center-crop or letterbox (default: the model's)")]
+Normalize = Annotated[str | None, Query(description="none or digit (default: the model's)")]
+ReturnInput = Annotated[bool | None, Query(description="also answer with each prepared input image as PNG")]
+
+
+def prepared_json(result: TaskResult) -> dict[str, Any] | None:
+    """The preprocessing a request's encoded images got (None for tensors), with the inputs as base64 PNG when
+    the request asked; the same for the FastAPI routes and the fast path."""
+    if result.applied is None:
+        return None
+    inputs = [] if result.inputs is None else [base64.b64encode(encode_png(x)).decode("ascii") for x in result.inputs]
+    return {"resize": result.applied.resize, "normalize": result.applied.normalize, "inputs": inputs}
 
 
 def _served(model: ServedBy) -> ServedModel:
@@ -91,6 +102,7 @@ def _classifications(result: TaskResult[Classification]) -> ClassifyResponse:
             )
             for item in result.items
         ],
+        prepared=prepared_json(result),
     )
 
 
@@ -106,6 +118,7 @@ def _images(result: TaskResult[Reconstruction]) -> ImageResponse:
             )
             for item in result.items
         ],
+        prepared=prepared_json(result),
     )
 
 
@@ -131,6 +144,8 @@ def _png_response(result: TaskResult[Reconstruction], png: bytes) -> Response:
         "X-Model-Version": str(result.model.version),
         "X-Reconstruction-Error": repr(item.error),
     }
+    if result.applied is not None:
+        headers["X-Prepared"] = f"resize={result.applied.resize}; normalize={result.applied.normalize}"
     return Response(content=png, media_type=PNG, headers=headers)
 
 
@@ -172,29 +187,54 @@ def _metadata(core: Core, ref: ModelRef) -> ModelMetadata:
 def create_task_router(core: Core, settings: Settings, metrics: Metrics, offload: Offloader) -> APIRouter:
     router = APIRouter(tags=["tasks"], responses=ERRORS)
 
-    async def classify(request: Request, name: str, version: int | None = None, top_k: TopK = None) -> ClassifyResponse:
+    async def classify(
+        request: Request,
+        name: str,
+        version: int | None = None,
+        top_k: TopK = None,
+        resize: Resize = None,
+        normalize: Normalize = None,
+        return_input: ReturnInput = None,
+    ) -> ClassifyResponse:
         """Top-k labels per image, plus an out-of-distribution score when the model is paired with an
         autoencoder."""
+        options = Options(top_k, resize, normalize, return_input)
         with metrics.track(model=name, task="classify", protocol="rest") as tracker:
             upload = await read_upload(request, settings, offload)
-            inputs = ImageInputs(encoded=upload.images)
+            inputs = task_inputs(upload, options)
             result = await core.classify(ModelRef(name, version), inputs, top_k=top_k or upload.top_k)
             tracker.version = result.model.version
         return _classifications(result)
 
-    async def reconstruct(request: Request, name: str, version: int | None = None) -> ImageResponse:
+    async def reconstruct(
+        request: Request,
+        name: str,
+        version: int | None = None,
+        resize: Resize = None,
+        normalize: Normalize = None,
+        return_input: ReturnInput = None,
+    ) -> ImageResponse:
         """Reconstruction (base64 PNG), its error and the anomaly verdict per image."""
         with metrics.track(model=name, task="reconstruct", protocol="rest") as tracker:
             upload = await read_upload(request, settings, offload)
-            result = await core.reconstruct(ModelRef(name, version), ImageInputs(encoded=upload.images))
+            inputs = task_inputs(upload, Options(None, resize, normalize, return_input))
+            result = await core.reconstruct(ModelRef(name, version), inputs)
             tracker.version = result.model.version
         return await offload.sized(_image_bytes(result), _images, result)
 
-    async def denoise(request: Request, name: str, version: int | None = None) -> Response:
+    async def denoise(
+        request: Request,
+        name: str,
+        version: int | None = None,
+        resize: Resize = None,
+        normalize: Normalize = None,
+        return_input: ReturnInput = None,
+    ) -> Response:
         """The cleaned image: a bare image/png for one raw-body image (or `Accept: image/png`), else JSON."""
         with metrics.track(model=name, task="denoise", protocol="rest") as tracker:
             upload = await read_upload(request, settings, offload)
-            result = await core.denoise(ModelRef(name, version), ImageInputs(encoded=upload.images))
+            inputs = task_inputs(upload, Options(None, resize, normalize, return_input))
+            result = await core.denoise(ModelRef(name, version), inputs)
             tracker.version = result.model.version
         if wants_png(request, upload):
             return _png_response(result, await offload.sized(_image_bytes(result), encode_png, result.items[0].image))
@@ -205,14 +245,24 @@ def create_task_router(core: Core, settings: Settings, metrics: Metrics, offload
         """model.json of the version (default: the one the policy serves), plus state and provider."""
         return _metadata(core, ModelRef(name, version))
 
-    async def encode(request: Request, name: str, version: int | None = None) -> EncodeResponse:
+    async def encode(
+        request: Request,
+        name: str,
+        version: int | None = None,
+        resize: Resize = None,
+        normalize: Normalize = None,
+        return_input: ReturnInput = None,
+    ) -> EncodeResponse:
         """The latent vector per image (autoencoders with a latent output)."""
         with metrics.track(model=name, task="encode", protocol="rest") as tracker:
             upload = await read_upload(request, settings, offload)
-            result = await core.encode(ModelRef(name, version), ImageInputs(encoded=upload.images))
+            inputs = task_inputs(upload, Options(None, resize, normalize, return_input))
+            result = await core.encode(ModelRef(name, version), inputs)
             tracker.version = result.model.version
         return EncodeResponse(
-            model=_served(result.model), results=[EncodingOut(latent=item.latent.tolist()) for item in result.items]
+            model=_served(result.model),
+            results=[EncodingOut(latent=item.latent.tolist()) for item in result.items],
+            prepared=prepared_json(result),
         )
 
     denoise_responses: dict[int | str, dict[str, Any]] = {

@@ -20,9 +20,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from pixelserve.service.errors import InvalidInput
+from pixelserve.service.images import choices
 from pixelserve.service.offload import Offloader
 from pixelserve.service.rest.schemas import ImagesRequest
 from pixelserve.service.settings import Settings
+from pixelserve.service.types import ImageInputs
 
 # curl --data-binary sends application/x-www-form-urlencoded unless told otherwise: treat it as a raw image.
 RAW_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded", "")
@@ -36,6 +38,35 @@ class Upload:
     images: list[bytes]
     top_k: int | None = None
     raw: bool = False  # one image sent as the whole body
+    resize: str | None = None  # preprocessing overrides and the echo flag, from the body (JSON or form fields)
+    normalize: str | None = None
+    return_input: bool = False
+
+
+@dataclass(frozen=True)
+class Options:
+    """Request options from the query string; each wins over the same option in the body."""
+
+    top_k: int | None = None
+    resize: str | None = None
+    normalize: str | None = None
+    return_input: bool | None = None
+
+
+def task_inputs(upload: Upload, options: Options) -> ImageInputs:
+    """The core's inputs for an upload: its images with the preprocessing overrides it asked for."""
+    resize, normalize = choices(options.resize or upload.resize, options.normalize or upload.normalize)
+    echo = upload.return_input if options.return_input is None else options.return_input
+    return ImageInputs(encoded=upload.images, resize=resize, normalize=normalize, echo=echo)
+
+
+def parse_flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidInput(f"{name} must be true or false, got {value!r}")
 
 
 def media_type(request: Request) -> str:
@@ -57,34 +88,39 @@ def parse_json_upload(body: bytes) -> Upload:
     except ValidationError as exc:
         details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
         raise InvalidInput(f"invalid JSON body: {details}") from exc
-    return Upload([_b64decode(text, i) for i, text in enumerate(request.images)], request.top_k)
+    images = [_b64decode(text, i) for i, text in enumerate(request.images)]
+    return Upload(images, request.top_k, False, request.resize, request.normalize, request.return_input)
 
 
 def _parse_top_k(value: str) -> int:
-    try:
-        top_k = int(value)
-    except ValueError:
-        top_k = 0
+    top_k = int(value) if value.isascii() and value.isdigit() else 0
     if top_k < 1:
         raise InvalidInput(f"top_k must be a positive integer, got {value!r}")
     return top_k
 
 
+FORM_FIELDS = ("top_k", "resize", "normalize", "return_input")
+
+
 async def _read_multipart(request: Request, settings: Settings) -> Upload:
     images: list[bytes] = []
-    top_k = None
+    fields: dict[str, str] = {}
     try:
         async with request.form(max_files=settings.max_batch_images, max_fields=8) as form:
             for field, value in form.multi_items():
                 if isinstance(value, UploadFile):
                     images.append(await value.read())
-                elif field == "top_k":
-                    top_k = _parse_top_k(value)
+                elif field in FORM_FIELDS:
+                    fields[field] = value
                 else:
-                    raise InvalidInput(f"unexpected form field {field!r}: send image files and optionally top_k")
+                    raise InvalidInput(
+                        f"unexpected form field {field!r}: send image files and optionally {', '.join(FORM_FIELDS)}"
+                    )
     except HTTPException as exc:  # starlette's multipart parser reports malformed bodies this way
         raise InvalidInput(f"malformed multipart body: {exc.detail}") from exc
-    return Upload(images, top_k)
+    top_k = _parse_top_k(fields["top_k"]) if "top_k" in fields else None
+    echo = parse_flag("return_input", fields.get("return_input", ""))
+    return Upload(images, top_k, False, fields.get("resize"), fields.get("normalize"), echo)
 
 
 async def read_upload(request: Request, settings: Settings, offload: Offloader) -> Upload:

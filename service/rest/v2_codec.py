@@ -202,6 +202,8 @@ def encode_response(response: InferResponse, binary_default: bool) -> tuple[byte
     body: dict[str, Any] = {"model_name": response.model_name, "model_version": response.model_version}
     if response.id:
         body["id"] = response.id
+    if response.parameters:
+        body["parameters"] = response.parameters
     body["outputs"] = tensors
     header = orjson.dumps(body)
     if not chunks:

@@ -20,7 +20,7 @@ from pixelserve.service.scoring.manifest import JobMismatch
 from pixelserve.service.scoring.sinks import format_for
 from pixelserve.service.scoring.sources import Source, SourceError, open_source
 from pixelserve.service.settings import Device
-from pixelserve.service.types import DEFAULT_TOP_K, TaskName
+from pixelserve.service.types import DEFAULT_TOP_K, NormalizeMode, ResizeMode, TaskName
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the job stopped (model failed, server unreachable): rerun the same command to resume
@@ -65,6 +65,8 @@ class ScoreSettings(CommandSettings):
     npz_key: str = Field("x_test", description="array to score in an .npz")
     top_k: int = Field(DEFAULT_TOP_K, ge=1, description="labels per image for classify")
     shard_size: int = Field(1024, ge=1, description="inputs per shard (the unit of resume)")
+    resize: ResizeMode | None = Field(None, description="stretch, center-crop or letterbox (default: the model's)")
+    normalize: NormalizeMode | None = Field(None, description="none or digit (default: the model's)")
     exact_size: CliImplicitFlag[bool] = Field(
         False, description="reject images not at the model's size instead of resizing them"
     )
@@ -101,6 +103,8 @@ def job_from_settings(settings: ScoreSettings) -> Job:
         top_k=settings.top_k,
         shard_size=settings.shard_size,
         exact_size=settings.exact_size,
+        resize=settings.resize,
+        normalize=settings.normalize,
         engine="server" if settings.server else settings.engine,
         device=settings.device,
         batch_size=settings.batch_size,

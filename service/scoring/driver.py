@@ -17,7 +17,7 @@ from pixelserve.service.scoring.manifest import WorkDir, shard_ranges, work_dir_
 from pixelserve.service.scoring.scorer import Row, Scorer, TaskRunner
 from pixelserve.service.scoring.sinks import write_errors, write_output
 from pixelserve.service.scoring.sources import Source
-from pixelserve.service.types import ImageInputs
+from pixelserve.service.types import Applied, ImageInputs
 
 
 class Progress:
@@ -121,6 +121,7 @@ def make_scorer(runner: TaskRunner, job: Job, target: Target, *, max_pixels: int
         task=job.task,
         top_k=job.top_k,
         exact_size=job.exact_size,
+        mode=Applied(job.resize or target.preprocessing.resize, job.normalize or target.preprocessing.normalize),
         images_dir=job.images_dir,
         max_pixels=max_pixels,
         request_size=request_size,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pixelserve.modelspec import Preprocessing
 from pixelserve.service.scoring.sources import Source
-from pixelserve.service.types import DEFAULT_TOP_K, TaskName
+from pixelserve.service.types import DEFAULT_TOP_K, NormalizeMode, ResizeMode, TaskName
 
 OutputFormat = Literal["parquet", "jsonl", "csv"]
 EngineName = Literal["local", "ray", "server"]
@@ -28,6 +28,8 @@ class Job:
     top_k: int = DEFAULT_TOP_K
     shard_size: int = 1024
     exact_size: bool = False
+    resize: ResizeMode | None = None  # None: the model's declared preprocessing
+    normalize: NormalizeMode | None = None
     engine: EngineName = "local"
     device: str = "auto"
     batch_size: int = 256
@@ -60,6 +62,8 @@ def identity(job: Job, target: Target, source: Source) -> dict[str, Any]:
     """Everything that decides the rows: a rerun resumes only when this is equal, field for field. The engine
     and the output format are not part of it, so a job started locally may finish on Ray."""
     options: dict[str, Any] = {"shard_size": job.shard_size, "exact_size": job.exact_size}
+    if job.resize or job.normalize:
+        options["preprocessing"] = {"resize": job.resize, "normalize": job.normalize}
     if job.task == "classify":
         options["top_k"] = job.top_k
     if job.task == "denoise":

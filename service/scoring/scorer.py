@@ -24,6 +24,7 @@ from pixelserve.service.errors import InvalidInput
 from pixelserve.service.scoring.job import Target
 from pixelserve.service.scoring.sources import Entry, Payload
 from pixelserve.service.types import (
+    Applied,
     Classification,
     Encoding,
     ImageInputs,
@@ -76,6 +77,7 @@ class Scorer:
         task: TaskName,
         top_k: int | None = None,
         exact_size: bool = False,
+        mode: Applied | None = None,
         images_dir: Path | None = None,
         max_pixels: int = 4096 * 4096,
         request_size: int = 1024,
@@ -86,6 +88,7 @@ class Scorer:
         self.task = task
         self.top_k = top_k
         self.exact_size = exact_size
+        self.mode = mode
         self.images_dir = images_dir
         self.max_pixels = max_pixels
         self.request_size = request_size
@@ -115,7 +118,7 @@ class Scorer:
             try:
                 if self.exact_size:
                     self._check_size(payload)
-                out.append(images.decode_image(payload, pre, max_pixels=self.max_pixels))
+                out.append(images.decode_image(payload, pre, max_pixels=self.max_pixels, mode=self.mode))
             except InvalidInput as exc:  # PayloadTooLarge included
                 out.append(InvalidInput(exc.message.replace("image 0 ", "image ", 1)))
         return out

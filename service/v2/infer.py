@@ -20,6 +20,7 @@ import numpy as np
 
 from pixelserve.modelspec import INPUT_IMAGE, OUTPUT_PROBABILITIES
 from pixelserve.service.errors import InvalidInput
+from pixelserve.service.images import choices
 from pixelserve.service.types import Core, ImageInputs, ModelRef
 from pixelserve.service.v2.tensors import (
     BYTES,
@@ -71,6 +72,7 @@ class InferResponse:
     model_version: str
     id: str
     outputs: list[OutputTensor]
+    parameters: dict[str, str] = field(default_factory=dict)  # the preprocessing encoded images got
 
 
 def class_count(name: str, value: Any) -> int:
@@ -120,9 +122,10 @@ def _numbers(tensor: InputTensor, count: int, dtype: np.dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
-def image_inputs(tensor: InputTensor) -> ImageInputs:
-    """The one image input as core inputs: UINT8/FP32 pixels (NHWC, checked against the model by the core)
-    or BYTES holding one encoded image file per element."""
+def image_inputs(tensor: InputTensor, parameters: dict[str, Any] | None = None) -> ImageInputs:
+    """The one image input as core inputs: UINT8/FP32 pixels (NHWC, checked against the model by the core,
+    taken as prepared) or BYTES holding one encoded image file per element, preprocessed as model.json
+    declares unless the request parameters `resize` / `normalize` say otherwise."""
     if tensor.datatype not in IMAGE_TYPES:
         raise InvalidInput(
             f"input {tensor.name!r}: datatype {tensor.datatype} is not accepted; send UINT8 or FP32 pixels "
@@ -131,7 +134,9 @@ def image_inputs(tensor: InputTensor) -> ImageInputs:
     shape = checked_shape(tensor.name, tensor.shape)
     count = element_count(tensor.name, shape)
     if tensor.datatype == BYTES:
-        return _bytes_elements(tensor, shape, count)
+        resize, normalize = choices((parameters or {}).get("resize"), (parameters or {}).get("normalize"))
+        encoded = _bytes_elements(tensor, shape, count).encoded
+        return ImageInputs(encoded=encoded, resize=resize, normalize=normalize)
     dtype = V2_TYPES[tensor.datatype]
     if isinstance(tensor.data, bytes | memoryview):
         if len(tensor.data) != count * dtype.itemsize:
@@ -159,7 +164,7 @@ def _the_input(request: InferRequest) -> InputTensor:
 
 async def infer(core: Core, request: InferRequest) -> InferResponse:
     """Validate, run through the core (decode, batch, onnxruntime), and pick and shape the outputs."""
-    inputs = image_inputs(_the_input(request))
+    inputs = image_inputs(_the_input(request), request.parameters)
     wanted = [o.name for o in request.outputs] if request.outputs is not None else None
     result = await core.infer(request.model, inputs, outputs=wanted)
     if request.outputs is None:
@@ -174,4 +179,5 @@ async def infer(core: Core, request: InferRequest) -> InferResponse:
                                             out.binary))  # fmt: skip
             else:
                 tensors.append(OutputTensor(out.name, v2_type(array.dtype), array, out.binary))
-    return InferResponse(result.model.name, str(result.model.version), request.id, tensors)
+    applied = {} if result.applied is None else {"resize": result.applied.resize, "normalize": result.applied.normalize}
+    return InferResponse(result.model.name, str(result.model.version), request.id, tensors, applied)

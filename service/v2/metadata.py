@@ -89,6 +89,8 @@ def _parameters(info: ModelInfo) -> dict[str, dict[str, str]]:
         "state": info.state,
         "version": str(spec.version),
     }
+    facts["resize"] = spec.preprocessing.resize
+    facts["normalize"] = spec.preprocessing.normalize
     if spec.labels:
         facts["labels"] = ",".join(spec.labels)
     if spec.pairing:

@@ -34,12 +34,28 @@ class Image(_message.Message):
     def __init__(self, encoded: _Optional[bytes] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class ImageBatch(_message.Message):
-    __slots__ = ("images", "batch")
+    __slots__ = ("images", "batch", "resize", "normalize", "return_input")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZE_FIELD_NUMBER: _ClassVar[int]
+    RETURN_INPUT_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[Image]
     batch: Tensor
-    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., batch: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    resize: str
+    normalize: str
+    return_input: bool
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., batch: _Optional[_Union[Tensor, _Mapping]] = ..., resize: _Optional[str] = ..., normalize: _Optional[str] = ..., return_input: _Optional[bool] = ...) -> None: ...
+
+class Prepared(_message.Message):
+    __slots__ = ("resize", "normalize", "inputs")
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZE_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    resize: str
+    normalize: str
+    inputs: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, resize: _Optional[str] = ..., normalize: _Optional[str] = ..., inputs: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ServedBy(_message.Message):
     __slots__ = ("name", "version")
@@ -94,16 +110,18 @@ class Classification(_message.Message):
     def __init__(self, top: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., ood_score: _Optional[float] = ..., ood_threshold: _Optional[float] = ..., is_ood: _Optional[bool] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("model", "results", "request_id", "error")
+    __slots__ = ("model", "results", "request_id", "error", "prepared")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PREPARED_FIELD_NUMBER: _ClassVar[int]
     model: ServedBy
     results: _containers.RepeatedCompositeFieldContainer[Classification]
     request_id: str
     error: Status
-    def __init__(self, model: _Optional[_Union[ServedBy, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Status, _Mapping]] = ...) -> None: ...
+    prepared: Prepared
+    def __init__(self, model: _Optional[_Union[ServedBy, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ..., request_id: _Optional[str] = ..., error: _Optional[_Union[Status, _Mapping]] = ..., prepared: _Optional[_Union[Prepared, _Mapping]] = ...) -> None: ...
 
 class DenoiseRequest(_message.Message):
     __slots__ = ("model", "version", "inputs", "return_tensor")
@@ -144,20 +162,24 @@ class Reconstruction(_message.Message):
     def __init__(self, png: _Optional[bytes] = ..., error: _Optional[float] = ..., threshold: _Optional[float] = ..., is_anomaly: _Optional[bool] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class DenoiseResponse(_message.Message):
-    __slots__ = ("model", "results")
+    __slots__ = ("model", "results", "prepared")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PREPARED_FIELD_NUMBER: _ClassVar[int]
     model: ServedBy
     results: _containers.RepeatedCompositeFieldContainer[Reconstruction]
-    def __init__(self, model: _Optional[_Union[ServedBy, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Reconstruction, _Mapping]]] = ...) -> None: ...
+    prepared: Prepared
+    def __init__(self, model: _Optional[_Union[ServedBy, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Reconstruction, _Mapping]]] = ..., prepared: _Optional[_Union[Prepared, _Mapping]] = ...) -> None: ...
 
 class ReconstructResponse(_message.Message):
-    __slots__ = ("model", "results")
+    __slots__ = ("model", "results", "prepared")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PREPARED_FIELD_NUMBER: _ClassVar[int]
     model: ServedBy
     results: _containers.RepeatedCompositeFieldContainer[Reconstruction]
-    def __init__(self, model: _Optional[_Union[ServedBy, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Reconstruction, _Mapping]]] = ...) -> None: ...
+    prepared: Prepared
+    def __init__(self, model: _Optional[_Union[ServedBy, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Reconstruction, _Mapping]]] = ..., prepared: _Optional[_Union[Prepared, _Mapping]] = ...) -> None: ...
 
 class EncodeRequest(_message.Message):
     __slots__ = ("model", "version", "inputs")
@@ -176,12 +198,14 @@ class Embedding(_message.Message):
     def __init__(self, latent: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class EncodeResponse(_message.Message):
-    __slots__ = ("model", "results")
+    __slots__ = ("model", "results", "prepared")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PREPARED_FIELD_NUMBER: _ClassVar[int]
     model: ServedBy
     results: _containers.RepeatedCompositeFieldContainer[Embedding]
-    def __init__(self, model: _Optional[_Union[ServedBy, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ...) -> None: ...
+    prepared: Prepared
+    def __init__(self, model: _Optional[_Union[ServedBy, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., prepared: _Optional[_Union[Prepared, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -224,14 +248,18 @@ class TensorInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Preprocessing(_message.Message):
-    __slots__ = ("color_mode", "height", "width")
+    __slots__ = ("color_mode", "height", "width", "resize", "normalize")
     COLOR_MODE_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     color_mode: str
     height: int
     width: int
-    def __init__(self, color_mode: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ...) -> None: ...
+    resize: str
+    normalize: str
+    def __init__(self, color_mode: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., resize: _Optional[str] = ..., normalize: _Optional[str] = ...) -> None: ...
 
 class Quality(_message.Message):
     __slots__ = ("dataset", "split", "samples", "metrics")
