@@ -76,7 +76,7 @@ def sniff_format(data: bytes, name: str = "image") -> str:
     for magic, fmt in MAGIC.items():
         if data.startswith(magic):
             return fmt
-    raise ImageError(f"{name} has an unsupported format (first bytes {data[:8]!r}); send PNG, JPEG, BMP or GIF")
+    raise ImageError(f"{name} is in an unsupported image format (first bytes {data[:8]!r}); send PNG, JPEG, BMP or GIF")
 
 
 def decode(data: bytes, *, max_pixels: int, name: str = "image", draft: int | None = None) -> Image.Image:
