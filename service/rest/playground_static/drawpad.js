@@ -1,6 +1,9 @@
-// A drawing pad for mouse, pen and touch alike (pointer events): thick white strokes on black, like MNIST.
+// A drawing pad for mouse, pen and touch alike (pointer events): thick white strokes on black. The page sends
+// the pad as it is (a PNG at the pad's own size); the server centres and scales the digit for the model.
 
-const STROKE_FRACTION = 0.08; // of the pad's width: about 2 px once a full-height digit is scaled to 20 px
+import { canvasPng } from "./imaging.js";
+
+const STROKE_FRACTION = 0.08; // of the pad's width: about 2 px once the server scales a full-height digit to 20 px
 
 export class DrawingPad {
   constructor(canvas, onStrokeEnd) {
@@ -19,6 +22,11 @@ export class DrawingPad {
     this.ctx.fillStyle = "#000";
     this.ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
     this.empty = true;
+  }
+
+  /** The drawing as a PNG of the whole pad, colours and size as drawn. */
+  toPng() {
+    return canvasPng(this.canvas);
   }
 
   #point(event) {
