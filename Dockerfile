@@ -33,11 +33,14 @@ RUN python3 -m venv /opt/pixelserve \
 COPY setup.py .
 COPY pixelserve pixelserve
 COPY service service
-# pip and setuptools are not needed to serve (about 20 MB); bytecode is compiled once here, since the container
+# pip and setuptools are not needed to serve (about 20 MB), nor the C/C++/Cython sources some wheels ship beside
+# their compiled extensions (pysimdjson's alone are 7 MB); bytecode is compiled once here, since the container
 # runs with PYTHONDONTWRITEBYTECODE (and a read-only root filesystem in Kubernetes).
 RUN /opt/pixelserve/bin/pip install --no-deps . \
  && /opt/pixelserve/bin/python -m pip uninstall -q -y pip setuptools \
  && find /opt/pixelserve -name __pycache__ -prune -exec rm -rf {} + \
+ && find /opt/pixelserve/lib \( -name '*.cpp' -o -name '*.c' -o -name '*.h' -o -name '*.hpp' -o -name '*.pyx' \
+      -o -name '*.pxd' \) -delete \
  && /opt/pixelserve/bin/python -m compileall -q /opt/pixelserve/lib
 
 FROM base
@@ -46,6 +49,8 @@ ENV PATH=/opt/pixelserve/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIXELSERVE_MODEL_REPOSITORY=/models \
+    PIXELSERVE_HTTP_HOST=0.0.0.0 \
+    PIXELSERVE_GRPC_HOST=0.0.0.0 \
     PIXELSERVE_DEVICE=${DEVICE}
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pixelserve
 COPY --from=build /opt/pixelserve /opt/pixelserve

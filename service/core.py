@@ -285,6 +285,12 @@ class InferenceCore:
         return self.repository.index()
 
     def _check_control(self) -> None:
+        if not self.settings.allow_repository_control:
+            raise NotPermitted(
+                "repository control is off: start the server with --allow-repository-control true "
+                "(PIXELSERVE_ALLOW_REPOSITORY_CONTROL) to load and unload models over the API; changes to the "
+                "model repository on disk are hot-reloaded either way"
+            )
         if self.settings.workers > 1:
             raise NotPermitted(
                 f"repository control would reach one of {self.settings.workers} workers: change the model "

@@ -62,14 +62,12 @@ class RequestTracker:
         self.version: int | None = None
 
     def __enter__(self) -> RequestTracker:
-        self._metrics.active += 1
         self._in_flight.inc()
         self._start = perf_counter()
         return self
 
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
         elapsed = perf_counter() - self._start
-        self._metrics.active -= 1
         self._in_flight.dec()
         duration, counts = self._metrics._request_children(self._key, self.version)
         duration.observe(elapsed)
@@ -138,11 +136,12 @@ class Metrics:
         )
         depth_help = "Images waiting in the batcher's queue."
         self.queue_depth = Gauge("pixelserve_queue_depth", depth_help, model, registry=r, multiprocess_mode="livesum")
+        closed_help = "HTTP connections the server closed: slow headers or body, over the connection limit."
+        self.connections_closed = Counter("pixelserve_connections_closed_total", closed_help, ["reason"], registry=r)
         state_help = "1 for the current state of a model version, 0 for the others."
         self.model_state = Gauge(
             "pixelserve_model_state", state_help, [*model, "state"], registry=r, multiprocess_mode="livemax"
         )
-        self.active = 0  # requests inside `track`, body upload included: what a drain waits for
         self._known_models: set[str] = set()
         self._children: dict[tuple[tuple[str, str, str], int | None], tuple[Any, dict[str, Any]]] = {}
         self._in_flight_children: dict[str, Any] = {}
@@ -171,6 +170,9 @@ class Metrics:
 
     def _count_child(self, key: tuple[str, str, str], version: int | None, code: str) -> Any:
         return self.requests.labels(**self._labels(key, version), code=code)
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed.labels(reason=reason).inc()
 
     def batch(self, model: str, version: int) -> BatchMetrics:
         return BatchMetrics(self, model, version)

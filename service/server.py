@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -27,6 +28,7 @@ from pixelserve.service.core import InferenceCore
 from pixelserve.service.grpc.server import create_grpc_server
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.rest.app import create_app
+from pixelserve.service.rest.connections import guarded_protocol, uploads_in_progress
 from pixelserve.service.settings import Settings
 from pixelserve.service.workers import METRICS_DIR_ENV, StatsExchange, worker_index
 
@@ -62,6 +64,36 @@ class _Stop:
         self.requested.set()
 
 
+def raise_descriptor_limit() -> None:
+    """Use the hard descriptor limit: the connection cap, not the operating system's default soft limit of
+    1024, should be what bounds open connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class QuietLoopErrors:
+    """The event loop's exception handler, with repeats of one message (accept() failing while descriptors
+    are exhausted retries many times a second) logged once per `every_s` with a count, not as a flood."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        message = str(context.get("message", "event loop error"))
+        now = time.monotonic()
+        last, suppressed = self._last.get(message, (0.0, 0))
+        if now - last < self.every_s:
+            self._last[message] = (last, suppressed + 1)
+            return
+        self._last[message] = (now, 0)
+        error = context.get("exception")
+        more = f" ({suppressed} more like it in the last {self.every_s:.0f} s)" if suppressed else ""
+        log.error("%s%s: %s", message, more, f"{type(error).__name__}: {error}" if error else "")
+
+
 def http_socket(settings: Settings) -> socket.socket:
     """The listening socket, bound here so that several workers can share the port (SO_REUSEPORT)."""
     host = settings.http_host
@@ -86,9 +118,13 @@ async def _run_http(server: _HttpServer, sock: socket.socket) -> None:
         raise RuntimeError(f"HTTP server failed to start (exit {exc.code}); see the log above") from exc
 
 
-async def _drain(core: InferenceCore, metrics: Metrics, stop: _Stop, deadline: float) -> None:
-    """Wait while requests are in flight: in the core, or still sending their body to an adapter."""
-    while (core.in_flight > 0 or metrics.active > 0) and not stop.forced and time.monotonic() < deadline:
+async def _drain(core: InferenceCore, http: _HttpServer, stop: _Stop, deadline: float) -> None:
+    """Wait while requests are in flight: in the core, or still sending their body (clients that stopped
+    sending do not hold the drain)."""
+    connections = http.server_state.connections
+    while (
+        (core.in_flight > 0 or uploads_in_progress(connections) > 0) and not stop.forced and time.monotonic() < deadline
+    ):
         await asyncio.sleep(POLL_S)
 
 
@@ -105,10 +141,14 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
             log_level=logging.getLevelName(settings.log_level.upper()),
             access_log=False,
             timeout_graceful_shutdown=max(settings.drain_grace_s, 1.0),
+            http=guarded_protocol(settings, metrics),
+            timeout_keep_alive=settings.keep_alive_timeout_s,
         )
     )
     stop = _Stop(http)
     loop = asyncio.get_running_loop()
+    raise_descriptor_limit()
+    loop.set_exception_handler(QuietLoopErrors())
     use_signals = threading.current_thread() is threading.main_thread()
     if use_signals:
         for sig in SIGNALS:
@@ -137,7 +177,7 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
         deadline = time.monotonic() + settings.drain_grace_s
         core.begin_shutdown()
         log.info("drain: readiness off, %d request(s) in flight, grace %.1fs", core.in_flight, settings.drain_grace_s)
-        await _drain(core, metrics, stop, deadline)
+        await _drain(core, http, stop, deadline)
 
         grace = 0.0 if stop.forced else max(deadline - time.monotonic(), MIN_GRPC_GRACE_S)
         log.info("stop: closing listeners with %d request(s) in flight, gRPC grace %.1fs", core.in_flight, grace)

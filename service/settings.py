@@ -25,8 +25,9 @@ class Settings(CommandSettings):
     model_config = SettingsConfigDict(cli_prog_name="pixelserve serve")
 
     model_repository: Path = Field(Path("models"), description="directory holding <name>/<version>/model.onnx")
-    http_host: str = Field("0.0.0.0", description="REST bind address")
+    http_host: str = Field("127.0.0.1", description="REST bind address (0.0.0.0 to listen on every interface)")
     http_port: int = Field(8000, description="REST port")
+    grpc_host: str = Field("127.0.0.1", description="gRPC bind address (0.0.0.0 to listen on every interface)")
     grpc_port: int = Field(8001, description="gRPC port")
     device: Device = Field("auto", description="auto: CUDA when it really works, else CPU")
     cuda_device_id: int = Field(0, ge=0, description="GPU ordinal for CUDA/TensorRT")
@@ -46,10 +47,22 @@ class Settings(CommandSettings):
     )
     max_queue_size: int = Field(256, ge=1, description="images queued per model version before 429")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline of one request inside the server")
+    header_timeout_s: float = Field(10.0, gt=0, description="an HTTP request's headers must arrive within this")
+    body_timeout_s: float = Field(60.0, gt=0, description="an HTTP request's body must arrive within this")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="idle HTTP keep-alive connections close after this")
+    max_keepalive_requests: int = Field(10_000, ge=1, description="requests on one HTTP connection before it closes")
+    max_connections: int = Field(1024, ge=1, description="open HTTP connections per worker; more are closed")
+    grpc_idle_timeout_s: float = Field(300.0, gt=0, description="idle gRPC connections are closed after this")
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest request body")
+    max_json_bytes: int = Field(
+        8 * 1024 * 1024, ge=1, description="largest JSON part of a V2 request (numbers in JSON, not binary data)"
+    )
     max_image_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded image (width*height)")
     max_batch_images: int = Field(256, ge=1, description="most images in one request")
     api_key: SecretStr | None = Field(None, description="when set, every request needs it")
+    allow_repository_control: bool = Field(
+        False, description="allow load and unload over REST and gRPC (hot reload from disk works either way)"
+    )
     pinned_versions: dict[str, int] = Field(default_factory=dict, description='{"model": version} to pin')
     hot_reload: bool = Field(True, description="poll the repository and swap in new versions")
     reload_interval_s: float = Field(2.0, gt=0, description="repository poll period")

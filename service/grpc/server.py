@@ -47,7 +47,7 @@ def reflection_pool() -> descriptor_pool.DescriptorPool:
 
 
 def bind_address(settings: Settings) -> str:
-    host = settings.http_host
+    host = settings.grpc_host
     return f"[{host}]:{settings.grpc_port}" if ":" in host else f"{host}:{settings.grpc_port}"
 
 
@@ -59,6 +59,12 @@ def create_grpc_server(core: Core, settings: Settings, metrics: Metrics) -> grpc
         options=[
             ("grpc.max_receive_message_length", settings.max_request_bytes),
             ("grpc.max_send_message_length", settings.max_request_bytes),
+            # Connection hygiene: idle connections go away, a handshake must finish, streams per connection
+            # and connections per server are bounded (grpc core enforces each).
+            ("grpc.max_connection_idle_ms", int(settings.grpc_idle_timeout_s * 1000)),
+            ("grpc.server_handshake_timeout_ms", int(settings.header_timeout_s * 1000)),
+            ("grpc.max_concurrent_streams", 1024),
+            ("grpc.max_allowed_incoming_connections", settings.max_connections),
             # A second server on the same port must fail, not share it, unless it is one of several workers.
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],

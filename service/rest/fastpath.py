@@ -84,6 +84,7 @@ class FastPath:
         self.metrics = metrics
         self.offload = core.offload
         self.limit = settings.max_request_bytes
+        self.json_limit = settings.max_json_bytes
         self._key = settings.api_key.get_secret_value().encode() if settings.api_key is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -166,10 +167,8 @@ class FastPath:
             encoding = self._header(scope, b"content-encoding")
             if encoding:  # inflating may produce up to the limit whatever the body size: off the loop
                 body = await self.offload.always(inflate, body, encoding, self.limit)
-            ref = model_ref(name, version)
-            decoded = await self.offload.sized(
-                len(body), decode_request, body, self._header(scope, HEADER_LENGTH_KEY), ref
-            )
+            header_length, ref = self._header(scope, HEADER_LENGTH_KEY), model_ref(name, version)
+            decoded = await self.offload.sized(len(body), decode_request, body, header_length, ref, self.json_limit)
             response = await v2_infer(self.core, decoded)
             tracker.version = int(response.model_version)
             size = sum(t.array.nbytes for t in response.outputs)

@@ -95,9 +95,8 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: 
             encoding = request.headers.get("content-encoding", "")
             if encoding:  # inflating may produce up to max_request_bytes whatever the body size: off the loop
                 body = await offload.always(inflate, body, encoding, settings.max_request_bytes)
-            decoded = await offload.sized(
-                len(body), decode_request, body, request.headers.get(HEADER_LENGTH), model_ref(name, version)
-            )
+            header_length, ref = request.headers.get(HEADER_LENGTH), model_ref(name, version)
+            decoded = await offload.sized(len(body), decode_request, body, header_length, ref, settings.max_json_bytes)
             response = await v2_infer(core, decoded)
             tracker.version = int(response.model_version)
             size = sum(t.array.nbytes for t in response.outputs)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import simdjson
 
 from pixelserve.service.errors import InvalidInput, PayloadTooLarge
 from pixelserve.service.types import ModelRef
@@ -70,6 +71,50 @@ def parse_json(data: bytes | memoryview, what: str) -> Any:
 
 def _invalid(message: str) -> InvalidInput:
     return InvalidInput(f"invalid inference request: {message}")
+
+
+def _plain(value: Any) -> Any:
+    """A lazily parsed simdjson value as plain Python."""
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
+
+
+def _lazy_input(value: Any) -> Any:
+    """One input tensor; numeric `data` goes straight into a float64 buffer, never one Python object per
+    number, so a big JSON tensor costs what its numbers weigh and holds the GIL only while simdjson copies."""
+    if not isinstance(value, simdjson.Object):
+        return _plain(value)
+    tensor = {key: _plain(value[key]) for key in value if key != "data"}
+    if "data" in value:
+        data = value["data"]
+        if isinstance(data, simdjson.Array) and tensor.get("datatype") != BYTES:
+            try:
+                tensor["data"] = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(
+                    f"input {tensor.get('name')!r}: {tensor.get('datatype')} data must be numbers"
+                ) from exc
+        else:
+            tensor["data"] = _plain(data)
+    return tensor
+
+
+def _load_header(header: memoryview) -> Any:
+    try:
+        doc = simdjson.Parser().parse(bytes(header))
+    except (ValueError, RuntimeError) as exc:  # simdjson's errors: not JSON, too deep, a number out of range
+        raise _invalid(f"the header is not JSON: {exc}") from exc
+    if not isinstance(doc, simdjson.Object):
+        return _plain(doc)
+    parsed = {}
+    for key in doc:
+        value = doc[key]
+        is_inputs = key == "inputs" and isinstance(value, simdjson.Array)
+        parsed[key] = [_lazy_input(v) for v in value] if is_inputs else _plain(value)
+    return parsed
 
 
 def _object(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
@@ -124,7 +169,7 @@ def _inputs(raw_inputs: Any, binary: memoryview) -> list[InputTensor]:
                 raise InvalidInput(f"input {name!r}: binary_data_size {size!r} exceeds the binary data")
             data: Any = binary[offset : offset + size]
             offset += size
-        elif isinstance(tensor.get("data"), list):
+        elif isinstance(tensor.get("data"), list | np.ndarray):
             data = _b64_elements(name, tensor["data"]) if datatype == BYTES else tensor["data"]
         else:
             raise InvalidInput(f"input {name!r} has neither data nor binary_data_size")
@@ -153,8 +198,9 @@ def _outputs(raw_outputs: Any) -> list[RequestedOutput] | None:
     return outputs
 
 
-def decode_request(body: bytes, header_length: str | None, model: ModelRef) -> InferRequest:
-    """Parse a whole V2 infer body; every malformation is an InvalidInput naming the part at fault."""
+def decode_request(body: bytes, header_length: str | None, model: ModelRef, json_limit: int) -> InferRequest:
+    """Parse a whole V2 infer body; every malformation is an InvalidInput naming the part at fault. The JSON
+    header has its own limit, checked before parsing: tensors that large belong in binary data."""
     view = memoryview(body)
     if header_length is None:
         header, binary = view, view[len(view) :]
@@ -163,11 +209,12 @@ def decode_request(body: bytes, header_length: str | None, model: ModelRef) -> I
             raise InvalidInput(f"{HEADER_LENGTH} {header_length!r} is not a length within the body")
         split = int(header_length)
         header, binary = view[:split], view[split:]
-    try:
-        parsed = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise _invalid(f"the header is not JSON: {exc}") from exc
-    request = _object(parsed, "the request", _REQUEST_KEYS)
+    if len(header) > json_limit:
+        raise PayloadTooLarge(
+            f"the JSON part of the request is {len(header)} bytes; the limit is {json_limit} (max_json_bytes): "
+            "send large tensors as binary data (binary_data_size) or images as BYTES"
+        )
+    request = _object(_load_header(header), "the request", _REQUEST_KEYS)
     request_id = _field(request, "id", str, "the request", "")
     parameters = _field(request, "parameters", dict, "the request", {})
     inputs = _inputs(_field(request, "inputs", list, "the request"), binary)

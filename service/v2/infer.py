@@ -39,7 +39,7 @@ class InputTensor:
     name: str
     datatype: str
     shape: list[int]
-    data: bytes | memoryview | Sequence[Any]
+    data: bytes | memoryview | np.ndarray | Sequence[Any]
 
 
 @dataclass(slots=True)
@@ -111,12 +111,16 @@ def _bytes_elements(tensor: InputTensor, shape: list[int], count: int) -> ImageI
 
 
 def _numbers(tensor: InputTensor, count: int, dtype: np.dtype) -> np.ndarray:
-    flat = _flatten(tensor.data)
-    if len(flat) != count:
-        raise InvalidInput(f"input {tensor.name!r}: shape says {count} elements, data holds {len(flat)}")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat):
-        raise InvalidInput(f"input {tensor.name!r}: {tensor.datatype} data must be numbers")
-    values = np.asarray(flat, dtype=np.float64)
+    """Numbers from a transport: a float64 buffer already (REST JSON), or a sequence (gRPC typed contents)."""
+    if isinstance(tensor.data, np.ndarray):
+        values = tensor.data
+    else:
+        flat = _flatten(tensor.data)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat):
+            raise InvalidInput(f"input {tensor.name!r}: {tensor.datatype} data must be numbers")
+        values = np.asarray(flat, dtype=np.float64)
+    if len(values) != count:
+        raise InvalidInput(f"input {tensor.name!r}: shape says {count} elements, data holds {len(values)}")
     if dtype == np.uint8 and (values.size and (values.min() < 0 or values.max() > 255 or (values % 1).any())):
         raise InvalidInput(f"input {tensor.name!r}: UINT8 values must be whole numbers in 0..255")
     return values.astype(dtype)
@@ -138,7 +142,7 @@ def image_inputs(tensor: InputTensor, parameters: dict[str, Any] | None = None) 
         encoded = _bytes_elements(tensor, shape, count).encoded
         return ImageInputs(encoded=encoded, resize=resize, normalize=normalize)
     dtype = V2_TYPES[tensor.datatype]
-    if isinstance(tensor.data, bytes | memoryview):
+    if isinstance(tensor.data, bytes | memoryview):  # raw little-endian elements
         if len(tensor.data) != count * dtype.itemsize:
             raise InvalidInput(
                 f"input {tensor.name!r}: shape {shape} of {tensor.datatype} needs {count * dtype.itemsize} "

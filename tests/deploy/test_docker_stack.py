@@ -25,6 +25,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
+from pixelserve import imaging
 from pixelserve.modelspec import OUTPUT_PROBABILITIES, OUTPUT_RECONSTRUCTION, SPEC_FILE, ModelSpec
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
@@ -147,10 +148,11 @@ def check_rest(models: Models) -> int:
     """Classify and denoise one PNG each over REST; returns the number of requests sent."""
     with httpx.Client(base_url=f"http://127.0.0.1:{REST}", timeout=30) as client:
         images = sample_images(models.classifier, 1, seed=1)
-        response = client.post(
+        response = client.post(  # noise, not a digit: compared with the graph on its raw pixels, no normalisation
             f"/v1/models/{models.classifier.name}:classify",
             content=encode_image(images[0]),
             headers={"Content-Type": "image/png"},
+            params={"normalize": "none"},
         )
         assert response.status_code == 200, response.text
         expected = reference(models, models.classifier, images, OUTPUT_PROBABILITIES)[0]
@@ -182,7 +184,7 @@ def check_grpc(models: Models) -> int:
         stub = pb_grpc.PixelServeStub(channel)
 
         images = sample_images(models.classifier, 2, seed=3)
-        batch = pb.ImageBatch(images=[pb.Image(encoded=encode_image(i)) for i in images])
+        batch = pb.ImageBatch(images=[pb.Image(encoded=encode_image(i)) for i in images], normalize="none")
         response = stub.Classify(pb.ClassifyRequest(model=models.classifier.name, inputs=batch, top_k=1), timeout=30)
         expected = reference(models, models.classifier, images, OUTPUT_PROBABILITIES)
         assert [r.top[0].index for r in response.results] == np.argmax(expected, axis=1).tolist()
@@ -199,7 +201,13 @@ def check_grpc(models: Models) -> int:
 def check_batch_scoring(models: Models, run_score: Callable[[dict[str, str]], None]) -> None:
     """The compose `score` job (profile batch) classifies a folder of PNGs with the same image."""
     images = sample_images(models.classifier, 3, seed=5)
-    expected = np.argmax(reference(models, models.classifier, images, OUTPUT_PROBABILITIES), axis=1)
+    pre = models.classifier.preprocessing  # the job applies the model's declared preprocessing, as the server does
+    prepared = np.stack([
+        imaging.prepare(encode_image(i), color_mode=pre.color_mode, height=pre.height, width=pre.width,
+                        resize=pre.resize, normalize=pre.normalize, max_pixels=4096 * 4096)
+        for i in images
+    ])  # fmt: skip
+    expected = np.argmax(reference(models, models.classifier, prepared, OUTPUT_PROBABILITIES), axis=1)
     data = Path(tempfile.mkdtemp(prefix="pixelserve-score-"))
     try:
         data.chmod(0o777)  # the container's non-root user writes the output here

@@ -48,6 +48,7 @@ def settings(model_repository: Path) -> Settings:
         reload_interval_s=0.1,
         drain_grace_s=2.0,
         http_host="127.0.0.1",
+        allow_repository_control=True,  # tests of load/unload; the default (off) has tests of its own
         http_port=0,
         grpc_port=0,
     )

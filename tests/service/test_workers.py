@@ -39,7 +39,8 @@ def requests_total(exposition: str) -> float:
 @pytest.mark.slow
 def test_two_workers_share_the_ports_and_answer_as_one_server(model_repository: Path, tmp_path: Path) -> None:
     png = encode_image(random_images(1)[0])
-    with server_process(model_repository, tmp_path / "server.log", "--workers", "2") as server:
+    args = ("--workers", "2", "--allow-repository-control", "true")  # refused anyway: it would reach one worker
+    with server_process(model_repository, tmp_path / "server.log", *args) as server:
         assert len(children(server.process.pid)) == 2, server.log()
         for _ in range(REQUESTS // 2):  # a new connection each time, so the kernel spreads them
             with httpx.Client(base_url=server.url, timeout=10) as client:
