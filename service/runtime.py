@@ -115,6 +115,10 @@ class SessionFactory:
     def create(self, model_path: Path) -> ModelRunner:
         """A session on the wanted provider, or ModelNotReady saying why the wanted GPU is not what runs."""
         device = self.settings.device
+        if device == "auto" and self._cuda_usable is None and not nvidia_driver_present():
+            # Asked to try CUDA without a GPU, onnxruntime-gpu prints a screen of red library errors: look first.
+            self._cuda_usable = False
+            log.info("no NVIDIA GPU driver found: serving every model on %s", CPU)
         if device in ("cuda", "tensorrt") or (device == "auto" and self._cuda_usable is not False):
             available = ort.get_available_providers()
             if CUDA not in available:
@@ -140,6 +144,11 @@ class SessionFactory:
             if not self._cuda_usable:
                 log.warning("CUDA is installed but not usable; serving every model on %s", runner.provider)
         return runner
+
+
+def nvidia_driver_present() -> bool:
+    """Whether this machine has an NVIDIA driver at all, asked quietly (no library is loaded)."""
+    return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def _device_of(provider: str) -> str:

@@ -20,6 +20,7 @@ from pixelserve.service.types import (
     Reconstruction,
     TaskResult,
 )
+from pixelserve.service.v2.tensors import MAX_RANK, element_count
 
 _DTYPES: dict[int, np.dtype] = {
     pb.Tensor.DATA_TYPE_UINT8: np.dtype(np.uint8),
@@ -38,9 +39,11 @@ def array_from_tensor(tensor: pb.Tensor) -> np.ndarray:
     if dtype is None:
         raise InvalidInput("tensor dtype must be DATA_TYPE_UINT8 or DATA_TYPE_FLOAT32")
     shape = tuple(tensor.shape)
-    if not shape or any(d <= 0 for d in shape):
-        raise InvalidInput(f"tensor shape must have positive dimensions, got {list(shape)}")
-    expected = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if not shape or len(shape) > MAX_RANK or any(d <= 0 for d in shape):
+        raise InvalidInput(
+            f"tensor shape must have 1 to {MAX_RANK} positive dimensions, got {list(shape)[: MAX_RANK + 1]}"
+        )
+    expected = element_count("tensor", shape) * dtype.itemsize
     if expected != len(tensor.data):
         raise InvalidInput(f"tensor of shape {list(shape)} needs {expected} bytes, got {len(tensor.data)}")
     return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)

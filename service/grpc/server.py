@@ -16,6 +16,7 @@ from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2, pixelserve
 from pixelserve.service.grpc.health import HealthServicer
 from pixelserve.service.grpc.task_servicer import TaskServicer
 from pixelserve.service.grpc.v2_servicer import InferenceServicer
+from pixelserve.service.grpc.wire import add_guarded
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import Core
@@ -69,9 +70,12 @@ def create_grpc_server(core: Core, settings: Settings, metrics: Metrics) -> grpc
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
-    pixelserve_pb2_grpc.add_PixelServeServicer_to_server(TaskServicer(core, settings, metrics), server)
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(core, settings, metrics), server)
-    health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(core, (TASK_SERVICE, V2_SERVICE)), server)
+    for add, servicer in (
+        (pixelserve_pb2_grpc.add_PixelServeServicer_to_server, TaskServicer(core, settings, metrics)),
+        (grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, InferenceServicer(core, settings, metrics)),
+        (health_pb2_grpc.add_HealthServicer_to_server, HealthServicer(core, (TASK_SERVICE, V2_SERVICE))),
+    ):
+        add_guarded(add, servicer, server)
     reflection.enable_server_reflection(
         (TASK_SERVICE, V2_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server, pool=reflection_pool()
     )

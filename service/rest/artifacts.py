@@ -1,8 +1,9 @@
 """``GET /v1/models/{name}[/versions/{version}]/artifacts/{file}``: the training plots stored beside a model.
 
 Only files that the version's model.json lists in ``artifacts`` are served, and only plain image file names:
-a listed name with a separator, a leading dot or another suffix is refused too, so neither a request nor a
-hand-edited model.json can reach a path outside the version directory.
+a listed name with a separator, a leading dot or another suffix is refused too, and so is a symlink or any
+file whose real path is outside the version directory, so neither a request nor a hand-edited model.json (nor
+a link planted beside it) can reach a file outside it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ def _servable(file: str) -> bool:
     return Path(file).name == file and not file.startswith(".") and Path(file).suffix.lower() in MEDIA_TYPES
 
 
+def _inside(path: Path, directory: Path) -> bool:
+    """A regular file that really is in the version directory: no symlink (which could point at
+    /proc/self/environ, the API key with it), nothing whose resolved path leaves the directory."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            return False
+        return path.resolve(strict=True).is_relative_to(directory.resolve(strict=True))
+    except OSError:
+        return False
+
+
 def create_artifact_router(core: Core, settings: Settings) -> APIRouter:
     router = APIRouter(tags=["models"])
 
@@ -32,7 +44,7 @@ def create_artifact_router(core: Core, settings: Settings) -> APIRouter:
         spec = core.model_info(ModelRef(name, version)).spec
         directory = settings.model_repository / spec.name / str(spec.version)
         path = directory / file
-        if file not in spec.artifacts or not _servable(file) or not path.is_file():
+        if file not in spec.artifacts or not _servable(file) or not _inside(path, directory):
             raise HTTPException(404, f"model {spec.name} version {spec.version} has no artifact {file!r}")
         return FileResponse(
             path,

@@ -4,7 +4,7 @@ A profile of the server under load spent about 40% of the event loop in FastAPI'
 dependency machinery. These two routes carry almost all traffic, so they are answered here directly: the
 same core calls, the same error table and bodies, the same API key, body limit and metrics as the FastAPI
 routes, which stay registered for the OpenAPI schema and every other request. Anything this module does not
-recognise (another method or path, a multipart upload) goes on to FastAPI untouched.
+recognise (another method or path, a multipart upload) goes on to FastAPI untouched; HEAD goes on as GET.
 """
 
 from __future__ import annotations
@@ -88,6 +88,11 @@ class FastPath:
         self._key = settings.api_key.get_secret_value().encode() if settings.api_key is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # HEAD is GET without the body (load balancers probe with it): the app answers the GET, and uvicorn,
+            # which still sees the request as HEAD, sends the headers alone.
+            await self.app({**scope, "method": "GET"}, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             if (match := V2_INFER.match(path)) is not None:

@@ -134,3 +134,22 @@ async def test_page_loads_without_the_key_while_plots_need_it(keyed) -> None:
     path = f"/v1/models/{CLASSIFIER}/versions/1/artifacts/{PLOT}"
     assert (await keyed.get(path)).status_code == 401
     assert (await keyed.get(path, headers={"X-API-Key": KEY})).status_code == 200
+
+
+async def test_a_listed_symlink_is_refused_whatever_it_points_at(core, settings, metrics, tmp_path: Path) -> None:
+    """A link planted in the version directory under a listed name serves nothing: not a secret outside it,
+    not /proc/self/environ (where the API key lives), not even a plot inside it."""
+    v1 = settings.model_repository / CLASSIFIER / "1"
+    secret = tmp_path / "environ.png"
+    secret.write_bytes(b"PIXELSERVE_API_KEY=hunter2")
+    links = {"outside.png": secret, "proc.png": Path("/proc/self/environ"), "inside.png": v1 / PLOT}
+    for name, target in links.items():
+        (v1 / name).symlink_to(target)
+    _list_artifacts(v1, [PLOT, *links])
+    await core.repository.refresh()
+    async with rest_server(core, settings, metrics) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        assert (await http.get(f"/v1/models/{CLASSIFIER}/versions/1/artifacts/{PLOT}")).status_code == 200
+        for name in links:
+            response = await http.get(f"/v1/models/{CLASSIFIER}/versions/1/artifacts/{name}")
+            assert response.status_code == 404, name
+            assert b"hunter2" not in response.content and b"PATH=" not in response.content

@@ -14,6 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
+from pixelserve.service import runtime
 from pixelserve.service.core import build_core
 from pixelserve.service.errors import ModelNotReady
 from pixelserve.service.metrics import Metrics
@@ -38,9 +39,11 @@ def test_auto_uses_cuda_only_when_it_really_runs(repository_template: Path) -> N
     assert runner.provider == (CUDA if cuda_really_works(repository_template) else CPU)
 
 
-def test_auto_falls_back_once_and_then_goes_straight_to_cpu(repository_template: Path, caplog) -> None:
+def test_auto_falls_back_once_and_then_goes_straight_to_cpu(repository_template: Path, caplog, monkeypatch) -> None:
+    """A driver is there (pretended, where there is none) but CUDA cannot start: one warning, then CPU."""
     if cuda_really_works(repository_template):
         pytest.skip("CUDA works here; there is no fallback to observe")
+    monkeypatch.setattr(runtime, "nvidia_driver_present", lambda: True)
     factory = SessionFactory(Settings(device="auto"))
     with caplog.at_level(logging.WARNING, logger="pixelserve.service.runtime"):
         first = factory.create(model_path(repository_template))
@@ -143,3 +146,15 @@ async def test_instances_load_one_session_each_and_report_the_count(settings: Se
         assert len(result.items) == 3
     finally:
         await core.close()
+
+
+def test_without_a_gpu_driver_auto_says_so_once_and_never_tries_cuda(repository_template: Path, caplog) -> None:
+    if runtime.nvidia_driver_present():
+        pytest.skip("this machine has an NVIDIA driver")
+    factory = SessionFactory(Settings(device="auto"))
+    with caplog.at_level(logging.INFO, logger="pixelserve.service.runtime"):
+        runners = [factory.create(model_path(repository_template)) for _ in range(2)]
+    assert all(r.session.get_providers() == [CPU] for r in runners), "CUDA must not even be registered"
+    assert [r.message for r in caplog.records] == [
+        "no NVIDIA GPU driver found: serving every model on CPUExecutionProvider"
+    ]

@@ -1,0 +1,108 @@
+"""Undecodable protobuf is the client's error: INVALID_ARGUMENT with a plain message, never UNKNOWN.
+
+grpc deserialises a request before the handler runs, and a DecodeError there ends the call as UNKNOWN with
+the exception's Python class in the details. The guarded handlers take the raw bytes instead and
+parses them itself, so a corrupt message (unary, or any message of a stream) answers INVALID_ARGUMENT through
+the error table, like every other bad input. The handlers are wrapped once, when they are registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from pixelserve.service.errors import InvalidInput, mapping_for
+
+Parse = Callable[[bytes], Any]
+
+
+def _invalid(method: str) -> tuple[grpc.StatusCode, str]:
+    message = f"the request is not a valid protobuf message for {method}"
+    return mapping_for(InvalidInput(message)).grpc_code, message
+
+
+def _parse(parse: Parse, raw: bytes) -> Any:
+    try:
+        return parse(raw)
+    except DecodeError:
+        return _CORRUPT
+
+
+_CORRUPT = object()
+
+
+def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    parse = handler.request_deserializer
+    code, message = _invalid(method)
+
+    async def stream_of(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async for raw in requests:
+            request = _parse(parse, raw)
+            if request is _CORRUPT:
+                await context.abort(code, message)
+            yield request
+
+    if not handler.request_streaming:
+        behavior = handler.unary_unary or handler.unary_stream
+
+        async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            request = _parse(parse, raw)
+            if request is _CORRUPT:
+                await context.abort(code, message)
+            return await behavior(request, context)
+
+        async def unary_streaming(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            request = _parse(parse, raw)
+            if request is _CORRUPT:
+                await context.abort(code, message)
+            async for response in behavior(request, context):
+                yield response
+
+        factory = (
+            grpc.unary_stream_rpc_method_handler if handler.response_streaming else grpc.unary_unary_rpc_method_handler
+        )
+        wrapped: Any = unary_streaming if handler.response_streaming else unary
+    else:
+        behavior = handler.stream_unary or handler.stream_stream
+
+        async def streaming_unary(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+            return await behavior(stream_of(requests, context), context)
+
+        async def streaming(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for response in behavior(stream_of(requests, context), context):
+                yield response
+
+        factory = (
+            grpc.stream_stream_rpc_method_handler
+            if handler.response_streaming
+            else grpc.stream_unary_rpc_method_handler
+        )
+        wrapped = streaming if handler.response_streaming else streaming_unary
+    return factory(wrapped, request_deserializer=None, response_serializer=handler.response_serializer)
+
+
+class _Collect:
+    """Stands in for the server while generated `add_*_to_server` code registers its handlers."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.services[service] = handlers
+
+
+def add_guarded(add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server) -> None:
+    """`add(servicer, server)` as generated, with every method's parsing guarded. Done once at registration
+    (not as an interceptor, which would cost every call an extra coroutine)."""
+    collected = _Collect()
+    add(servicer, collected)
+    for service, handlers in collected.services.items():
+        guarded = {name: _guard(handler, f"/{service}/{name}") for name, handler in handlers.items()}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, guarded),))
+        server.add_registered_method_handlers(service, guarded)
