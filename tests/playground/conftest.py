@@ -7,17 +7,20 @@ Chromium comes from the system (``apt-get install chromium``); ``playwright inst
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_playwright
 
 from tests.prerequisites import require
 from tests.service.rest_support import ServerProcess
@@ -26,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPOSITORY = ROOT / "models"
 DATASETS = Path(os.environ.get("PIXELSERVE_DATA_DIR", ROOT.parent / "shared" / "datasets"))
 CIFAR_ARCHIVE = DATASETS / "cifar10-jpeg.tar.gz"
+MNIST_ARCHIVE = DATASETS / "mnist.npz"
 SHOTS = ROOT / "test-artifacts" / "playground"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -142,19 +146,100 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def decode(data: bytes | str) -> np.ndarray:
+    """Image file bytes (or base64 of them) -> its pixels as stored (HxW for grayscale, HxWxC otherwise)."""
+    raw = base64.b64decode(data) if isinstance(data, str) else data
+    with Image.open(io.BytesIO(raw)) as image:
+        return np.asarray(image)
+
+
+def shown_png(tab: Page, img_id: str) -> str:
+    """The base64 PNG an <img> shows as a data: URL (the page shows the server's images as they came)."""
+    src = tab.locator(f"#{img_id}").get_attribute("src") or ""
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix), f"#{img_id} shows {src[:40]!r}, not a PNG data URL"
+    return src[len(prefix) :]
+
+
+@dataclass
+class TaskCall:
+    """One POST the page made to a task route, with the answer it got."""
+
+    url: str
+    query: dict[str, str]
+    body: bytes
+    response: Response
+
+    def json(self) -> dict:
+        return self.response.json()
+
+
+class TaskCalls:
+    """Every `:task` POST of a tab, in order, seen from the browser (page.on("response"))."""
+
+    def __init__(self, tab: Page, task: str) -> None:
+        self.responses: list[Response] = []
+        tab.on("response", lambda r: self.responses.append(r) if self._wanted(r, task) else None)
+
+    @staticmethod
+    def _wanted(response: Response, task: str) -> bool:
+        return response.request.method == "POST" and urlsplit(response.url).path.endswith(f":{task}")
+
+    def __len__(self) -> int:
+        return len(self.responses)
+
+    def __getitem__(self, index: int) -> TaskCall:
+        response = self.responses[index]
+        query = {key: values[-1] for key, values in parse_qs(urlsplit(response.url).query).items()}
+        return TaskCall(response.url, query, response.request.post_data_buffer or b"", response)
+
+
+@pytest.fixture(scope="module")
+def mnist_test() -> tuple[np.ndarray, np.ndarray]:
+    """The real MNIST test split (images 28x28 white on black, labels)."""
+    require(MNIST_ARCHIVE.exists(), f"{MNIST_ARCHIVE} not found")
+    with np.load(MNIST_ARCHIVE) as data:
+        return data["x_test"], data["y_test"]
+
+
+def cifar_test_photos(prefix: str, count: int) -> dict[str, bytes]:
+    """The first `count` files of the CIFAR-10 JPEG archive whose names start with `prefix` (e.g. test/ship/)."""
+    require(CIFAR_ARCHIVE.exists(), f"{CIFAR_ARCHIVE} not found")
+    found: dict[str, bytes] = {}
+    with tarfile.open(CIFAR_ARCHIVE, "r:gz") as archive:
+        for member in archive:
+            if member.isfile() and member.name.startswith(prefix):
+                found[member.name] = archive.extractfile(member).read()  # type: ignore[union-attr]
+                if len(found) == count:
+                    break
+    return found
+
+
+@pytest.fixture(scope="module")
+def anomalous_photo(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real CIFAR-10 test photo the served MNIST autoencoder flags as anomalous: the first (by name) of the first
+    40 found. Under its digit normalisation most photos are reduced to a digit-like blob and pass as normal, so
+    the page's "Anomalous" verdict needs one the server does flag."""
+    require_models(MNIST_AUTOENCODER)
+    found = cifar_test_photos("test/", 40)
+    for name in sorted(found):
+        response = httpx.post(
+            f"{server.url}/v1/models/{MNIST_AUTOENCODER}:reconstruct", content=found[name], timeout=30
+        )  # fmt: skip
+        response.raise_for_status()
+        if response.json()["results"][0]["is_anomaly"]:
+            path = tmp_path_factory.mktemp("cifar-anomalous") / Path(name).name
+            path.write_bytes(found[name])
+            return path
+    raise AssertionError(f"{MNIST_AUTOENCODER} flags none of {sorted(found)} as anomalous")
+
+
 @pytest.fixture(scope="module")
 def ship_jpeg(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real CIFAR-10 test ship, taken from the dataset archive at test time: the first (by name) of the first
     24 found that the served classifier labels "ship", so the page's top-1 has a known right answer."""
     require_models(CIFAR_CLASSIFIER)
-    require(CIFAR_ARCHIVE.exists(), f"{CIFAR_ARCHIVE} not found")
-    found: dict[str, bytes] = {}
-    with tarfile.open(CIFAR_ARCHIVE, "r:gz") as archive:
-        for member in archive:
-            if member.isfile() and member.name.startswith("test/ship/"):
-                found[member.name] = archive.extractfile(member).read()  # type: ignore[union-attr]
-                if len(found) == 24:
-                    break
+    found = cifar_test_photos("test/ship/", 24)
     for name in sorted(found):
         response = httpx.post(
             f"{server.url}/v1/models/{CIFAR_CLASSIFIER}:classify", content=found[name], timeout=30

@@ -78,10 +78,13 @@ export async function getJson(path) {
   return (await request(path)).json();
 }
 
-/** POST one image as the raw body (the server sniffs the format from its bytes). */
+/**
+ * POST one image file as the raw body, its bytes as they are (the server sniffs the format from them). Sent as
+ * an ArrayBuffer rather than the Blob itself, so the browser's developer tools (and the tests) see the body.
+ */
 export async function postImage(path, blob, accept = "application/json") {
   const headers = { "Content-Type": blob.type || "application/octet-stream" };
-  return request(path, { method: "POST", body: blob, headers, accept });
+  return request(path, { method: "POST", body: await blob.arrayBuffer(), headers, accept });
 }
 
 /** One sentence a person can act on, for any error this module or the browser throws. */

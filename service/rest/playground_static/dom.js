@@ -49,8 +49,10 @@ export function prettyName(file) {
   return stem.charAt(0).toUpperCase() + stem.slice(1);
 }
 
+/** A file size for people; the number and its unit never part at a line break. */
 export function bytes(size) {
-  return size < 1024 ? `${size} B` : size < 1024 * 1024 ? `${(size / 1024).toFixed(1)} kB` : `${(size / 1048576).toFixed(1)} MB`;
+  if (size < 1024) return `${size}\u00a0B`;
+  return size < 1024 * 1024 ? `${(size / 1024).toFixed(1)}\u00a0kB` : `${(size / 1048576).toFixed(1)}\u00a0MB`;
 }
 
 export function elapsed(start) {
