@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pixelserve.measured import Calibration, Detection, DriftBaseline, GoldenSet, OodReport
+
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.onnx"
 SPEC_FILE = "model.json"
@@ -29,6 +31,7 @@ OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_RECONSTRUCTION = "reconstruction"
 OUTPUT_ERROR = "reconstruction_error"
 OUTPUT_LATENT = "latent"
+OUTPUT_ANOMALY_MAP = "anomaly_map"  # per-pixel squared error, mean over channels: [N, H, W]
 
 
 class _Strict(BaseModel):
@@ -91,14 +94,23 @@ class Quality(_Strict):
 
 
 class AnomalyThreshold(_Strict):
-    """A reconstruction-error cut calibrated on held-out in-distribution data."""
+    """A reconstruction-error cut calibrated on held-out in-distribution data.
+
+    `mode` says how `value` was chosen: a percentile of normal errors, the error that gives a target
+    false-positive rate on normal data, or the best F1 on a labelled set (normal and known anomalies). The
+    normalised score a client sees is error / (error + value): 0 for a perfect reconstruction, 0.5 at the
+    threshold, approaching 1 far beyond it.
+    """
 
     metric: Literal["mse"] = "mse"
-    percentile: float = Field(gt=0, lt=100)
+    mode: Literal["percentile", "fpr", "f1"] = "percentile"
+    percentile: float = Field(gt=0, lt=100, description="where the threshold sits among normal errors")
+    target_fpr: float | None = Field(None, gt=0, lt=1)
     value: float = Field(ge=0)
-    false_positive_rate: float = Field(ge=0, le=1)
+    false_positive_rate: float = Field(ge=0, le=1, description="measured on the test split")
     calibration_samples: int = Field(gt=0)
     calibration_split: str
+    detection: Detection | None = Field(None, description="against a known-anomaly set built from real data")
 
 
 class Parity(_Strict):
@@ -121,6 +133,7 @@ class Pairing(_Strict):
 
     ood_model: str
     ood_version: int | None = None
+    ood: OodReport | None = Field(None, description="how well the flag separates foreign inputs, as measured")
 
 
 class ModelSpec(_Strict):
@@ -137,6 +150,9 @@ class ModelSpec(_Strict):
     anomaly: AnomalyThreshold | None = None
     pairing: Pairing | None = None
     parity: Parity | None = None
+    calibration: Calibration | None = None
+    golden: GoldenSet | None = None
+    drift: DriftBaseline | None = None
     dataset: DatasetInfo | None = None
     recipe: dict[str, Any] = Field(default_factory=dict)
     frameworks: dict[str, str] = Field(default_factory=dict)

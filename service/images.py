@@ -70,7 +70,8 @@ def choices(resize: object = None, normalize: object = None) -> tuple[ResizeMode
 
 def applied(inputs: ImageInputs, pre: Preprocessing) -> Applied:
     """The preprocessing a request gets: its own choices where it made them, else what model.json declares."""
-    return Applied(resize=inputs.resize or pre.resize, normalize=inputs.normalize or pre.normalize)
+    normalize = inputs.normalize or pre.normalize
+    return Applied(resize="none" if normalize == "digit" else inputs.resize or pre.resize, normalize=normalize)
 
 
 def decode_image(
@@ -78,9 +79,10 @@ def decode_image(
 ) -> np.ndarray:
     """One encoded image -> uint8 HWC at the model's size and colour mode, preprocessed as declared."""
     mode = mode or Applied(pre.resize, pre.normalize)
+    resize = "stretch" if mode.resize == "none" else mode.resize  # "none": digit normalisation fits the box
     try:
         return imaging.prepare(
-            data, color_mode=pre.color_mode, height=pre.height, width=pre.width, resize=mode.resize,
+            data, color_mode=pre.color_mode, height=pre.height, width=pre.width, resize=resize,
             normalize=mode.normalize, max_pixels=max_pixels, name=f"image {index}",
         )  # fmt: skip
     except imaging.ImageError as exc:

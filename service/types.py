@@ -43,9 +43,10 @@ NORMALIZE_MODES: tuple[str, ...] = get_args(NormalizeMode)
 
 @dataclass(frozen=True)
 class Applied:
-    """The preprocessing encoded images of a request got (reported back, so a client sees what was done)."""
+    """The preprocessing encoded images of a request got (reported back, so a client sees what was done).
+    Digit normalisation does its own geometry, so with it `resize` is reported as "none"."""
 
-    resize: ResizeMode
+    resize: ResizeMode | Literal["none"]
     normalize: NormalizeMode
 
 

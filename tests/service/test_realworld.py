@@ -95,7 +95,7 @@ async def test_dark_digits_on_paper_classify_like_test_images(servers: Servers, 
     for make, floor in ((variants.mnist_paper, 0.97), (variants.mnist_grey_paper_jpeg, 0.97)):
         variant = make(x, y, COUNT, 0)
         results = await classify(servers.http, MNIST, variant.images)
-        assert results[0]["prepared"] == {"resize": "stretch", "normalize": "digit", "inputs": []}
+        assert results[0]["prepared"] == {"resize": "none", "normalize": "digit", "inputs": []}
         assert accuracy(results, variant.labels) >= floor, variant.name
         raw = await classify(servers.http, MNIST, variant.images, normalize="none")
         assert accuracy(raw, variant.labels) < 0.5, "without the normalisation these are foreign images"

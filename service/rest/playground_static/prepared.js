@@ -15,8 +15,10 @@ const RESIZE_DETAIL = {
 const DIGIT_DETAIL =
   "a light background inverted, the ink cropped, fitted into 20×20 and centred by mass (the resize mode is not used)";
 
-/** e.g. "digit normalisation, stretch": what model.json declares or a response's `prepared` reports. */
+/** e.g. "no normalisation, center-crop": what model.json declares or a response's `prepared` reports. Digit
+ * normalisation does its own geometry (the server reports resize "none"), so it is named alone. */
 export function preprocessingWords({ resize, normalize }) {
+  if (normalize === "digit" || resize === "none") return NORMALIZE_WORDS[normalize] ?? normalize;
   return `${NORMALIZE_WORDS[normalize] ?? normalize}, ${resize}`;
 }
 
