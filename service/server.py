@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from pixelserve.service.core import InferenceCore
 from pixelserve.service.grpc.server import create_grpc_server
@@ -118,6 +119,25 @@ async def _run_http(server: _HttpServer, sock: socket.socket) -> None:
         raise RuntimeError(f"HTTP server failed to start (exit {exc.code}); see the log above") from exc
 
 
+async def warm_routes(app: ASGIApp) -> None:
+    """FastAPI builds each router's routes (their pydantic fields) on the first request that reaches them:
+    about half a second on the event loop, during which every other client, health probes included, waits.
+    One request for a path no route has, before the listener opens, reaches and builds them all."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": "/warm-up", "raw_path": b"/warm-up", "root_path": "", "query_string": b"", "headers": [],
+        "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0), "state": {},
+    }  # fmt: skip
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        pass
+
+    await app(scope, receive, send)
+
+
 async def _drain(core: InferenceCore, http: _HttpServer, stop: _Stop, deadline: float) -> None:
     """Wait while requests are in flight: in the core, or still sending their body (clients that stopped
     sending do not hold the drain)."""
@@ -132,9 +152,10 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
     """Serve REST and gRPC until a signal (or the HTTP server ending), then shut down gracefully."""
     grpc_server = create_grpc_server(core, settings, metrics)
     sock = http_socket(settings)
+    app = create_app(core, settings, metrics)
     http = _HttpServer(
         uvicorn.Config(
-            create_app(core, settings, metrics),
+            app,
             host=settings.http_host,
             port=settings.http_port,
             lifespan="on",
@@ -156,6 +177,7 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
     http_task: asyncio.Task[None] | None = None
     try:
         await grpc_server.start()
+        await warm_routes(app)
         http_task = asyncio.create_task(_run_http(http, sock))
         while not http.started and not http_task.done():
             await asyncio.sleep(POLL_S)
