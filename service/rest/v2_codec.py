@@ -82,8 +82,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _typed(name: Any, datatype: Any, values: np.ndarray) -> np.ndarray:
+    """JSON numbers in their declared integer datatype, checked here, off the event loop: checking millions
+    of float64 values on the loop (``values % 1``) took longer than parsing them. Other datatypes stay float64."""
+    dtype = V2_TYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None or dtype.kind not in "iu":
+        return values
+    limits = np.iinfo(dtype)
+    fits = not values.size or (values.min() >= limits.min and values.max() <= limits.max)
+    typed = values.astype(dtype) if fits else values
+    if not fits or not np.array_equal(typed, values):
+        raise InvalidInput(f"input {name!r}: {datatype} values must be whole numbers in {limits.min}..{limits.max}")
+    return typed
+
+
 def _lazy_input(value: Any) -> Any:
-    """One input tensor; numeric `data` goes straight into a float64 buffer, never one Python object per
+    """One input tensor; numeric `data` goes straight into a numpy buffer, never one Python object per
     number, so a big JSON tensor costs what its numbers weigh and holds the GIL only while simdjson copies."""
     if not isinstance(value, simdjson.Object):
         return _plain(value)
@@ -92,11 +106,12 @@ def _lazy_input(value: Any) -> Any:
         data = value["data"]
         if isinstance(data, simdjson.Array) and tensor.get("datatype") != BYTES:
             try:
-                tensor["data"] = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
+                values = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
             except (TypeError, ValueError) as exc:
                 raise InvalidInput(
                     f"input {tensor.get('name')!r}: {tensor.get('datatype')} data must be numbers"
                 ) from exc
+            tensor["data"] = _typed(tensor.get("name"), tensor.get("datatype"), values)
         else:
             tensor["data"] = _plain(data)
     return tensor
