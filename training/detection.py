@@ -66,8 +66,8 @@ def average_precision(negatives: np.ndarray, positives: np.ndarray) -> float:
     """Area under the precision-recall curve as the step sum of precision times the recall gained at each
     distinct threshold (no interpolation; scikit-learn's definition)."""
     tp, fp = _curve(negatives, positives)
-    recall_gained = np.diff(np.r_[0.0, tp]) / tp[-1]
-    return float((recall_gained * tp / (tp + fp)).sum())
+    gained = np.diff(np.r_[0.0, tp])  # positives gained at each threshold: whole numbers, summed before dividing
+    return min(1.0, float((gained * tp / (tp + fp)).sum() / tp[-1]))  # so a perfect ranking gives 1, not 1 + 1e-16
 
 
 def fpr_at_tpr(negatives: np.ndarray, positives: np.ndarray, tpr: float = TPR_TARGET) -> float:

@@ -42,6 +42,8 @@ def test_average_precision_steps_over_distinct_thresholds() -> None:
     assert det.average_precision([0.1, 0.4], [0.35, 0.8]) == pytest.approx(5 / 6)
     # one tied group: precision is the positives' share at the only threshold
     assert det.average_precision([1, 1, 1], [1]) == pytest.approx(0.25)
+    # a perfect ranking is exactly 1 (Detection refuses anything above 1)
+    assert det.average_precision(np.zeros(5), np.linspace(1.0, 2.0, 1000)) == 1.0
 
 
 def test_fpr_at_95_tpr() -> None:
