@@ -74,10 +74,10 @@ def test_scale_is_finite_on_float32_probabilities_of_exactly_zero_and_one() -> N
 def test_fit_temperature_finds_the_nll_minimum_of_a_dense_grid() -> None:
     p, y = overconfident(2000, 2.5, seed=1)
     fitted = fit_temperature(p, y)
-    grid = np.exp(np.linspace(math.log(0.05), math.log(20.0), 4001))
+    grid = np.exp(np.linspace(math.log(0.05), math.log(20.0), 801))
     losses = [nll(scale(p, t), y) for t in grid]
     best = grid[int(np.argmin(losses))]
-    assert fitted == pytest.approx(best, rel=2e-3)
+    assert fitted == pytest.approx(best, rel=5e-3)  # half a grid step
     assert nll(scale(p, fitted), y) <= min(losses) + 1e-9
 
 

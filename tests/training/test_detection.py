@@ -12,6 +12,7 @@ from PIL import Image
 from pixelserve.measured import Detection, OodReport
 from pixelserve.modelspec import SPEC_FILE, ModelSpec
 from pixelserve.training import detection as det
+from pixelserve.training import variants
 from pixelserve.training.data import load_dataset
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "models"
@@ -189,7 +190,11 @@ def test_foreign_sets_refuse_unknown_datasets_and_oversized_counts(tiny_data_dir
 # ---- end to end on the committed models (tiny data, so it checks the plumbing, not the numbers) -------------
 
 
-def test_ood_report_and_anomaly_detection_on_the_committed_mnist_pairing(tiny_data_dir: Path) -> None:
+def test_ood_report_and_anomaly_detection_on_the_committed_mnist_pairing(
+    tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # without fonts the variants skip the printed digits (some 660 renders, most of this test's time)
+    monkeypatch.setattr(variants, "font_files", lambda: [])
     classifier, autoencoder = REPOSITORY / "mnist-classifier" / "1", REPOSITORY / "mnist-autoencoder" / "1"
     report = det.ood_report(classifier, autoencoder, tiny_data_dir, count=12, seed=0)
     assert isinstance(report, OodReport) and report.scorer == "mnist-autoencoder/1"
