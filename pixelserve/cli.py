@@ -16,6 +16,7 @@ commands:
   recipes    list the named recipes and their settings                 (needs the [train] extra)
   serve      serve a model repository over REST and gRPC               (needs the [serve] extra)
   score      batch-score images with a model                           (needs the [serve] extra)
+  verify     check served models against their golden sets            (needs the [serve] extra)
 
 Run `pixelserve <command> --help` for a command's options.
 """
@@ -47,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:
             return _missing("serve", exc)
         return score.main(rest)
+    if command == "verify":
+        try:
+            from pixelserve.service import verify
+        except ImportError as exc:
+            return _missing("serve", exc)
+        return verify.main(rest)
     print(f"pixelserve: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

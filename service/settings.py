@@ -68,6 +68,7 @@ class Settings(CommandSettings):
     reload_interval_s: float = Field(2.0, gt=0, description="repository poll period")
     drain_grace_s: float = Field(20.0, ge=0, description="how long shutdown waits for in-flight requests")
     warmup: bool = Field(True, description="run zero batches through a new session before serving")
+    quality_gate: bool = Field(True, description="a new version must answer its golden set before it serves")
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field("auto", description="auto: uvloop when installed")
     log_level: str = Field("info", description="python logging level")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")

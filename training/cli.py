@@ -77,6 +77,9 @@ class EvaluateSettings(CommandSettings):
     record: CliImplicitFlag[bool] = Field(
         False, description="write the variant accuracies into the version's model.json (quality.variants)"
     )
+    golden: CliImplicitFlag[bool] = Field(
+        False, description="(re)write the version's golden set from its graph and record it in model.json"
+    )
 
 
 class ExportSettings(CommandSettings):
@@ -144,6 +147,10 @@ def _train(settings: TrainSettings) -> int:
 def _evaluate(settings: EvaluateSettings) -> int:
     from pixelserve.training.reproduce import record_variants, reproduce_quality, reproduce_variants
 
+    if settings.golden:
+        from pixelserve.training.reproduce import record_golden
+
+        record_golden(settings.model_dir, settings.data_dir)
     report = reproduce_quality(settings.model_dir, settings.data_dir)
     if settings.variants or settings.record:
         report["variants"] = reproduce_variants(settings.model_dir, settings.data_dir)

@@ -55,3 +55,15 @@ def record_variants(model_dir: Path, accuracies: dict[str, float]) -> None:
         return
     quality = spec.quality.model_copy(update={"variants": accuracies})
     spec.model_copy(update={"quality": quality}).dump(model_dir / SPEC_FILE)
+
+
+def record_golden(model_dir: Path, data_dir: Path | None) -> None:
+    """Write the golden set of an exported version from its own graph, and name it in model.json."""
+    from pixelserve.training.golden import write_golden_set
+
+    spec = ModelSpec.load(model_dir / SPEC_FILE)
+    recipe = Recipe.from_dict(spec.recipe)
+    data = load_dataset(recipe.dataset, data_dir)
+    session = evaluate.cpu_session(model_dir / MODEL_FILE)
+    entry = write_golden_set(spec, session, data, model_dir, sigma=recipe.noise_sigma, seed=recipe.seed)
+    spec.model_copy(update={"golden": entry}).dump(model_dir / SPEC_FILE)

@@ -6,15 +6,19 @@ a version whose graph disagrees with its model.json is refused rather than serve
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import onnxruntime as ort
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec, TensorSpec
 from pixelserve.service.errors import ModelNotReady
+from pixelserve.service.repository import gate
 from pixelserve.service.repository.disk import VersionRejected
 from pixelserve.service.runtime import ModelRunner, SessionFactory, warm_up
 from pixelserve.service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 ORT_DTYPES = {
     "tensor(uint8)": "uint8",
@@ -74,5 +78,12 @@ def _load_instance(path: Path, spec: ModelSpec, factory: SessionFactory, setting
 
 def load_version(path: Path, spec: ModelSpec, factory: SessionFactory, settings: Settings) -> list[ModelRunner]:
     """Blocking (run it in a thread): `settings.instances` sessions, each checked against model.json and
-    warmed up. Raises VersionRejected with the reason."""
-    return [_load_instance(path, spec, factory, settings) for _ in range(settings.instances)]
+    warmed up, the first through the quality gate (its golden set) unless the gate is off. Raises
+    VersionRejected with the reason."""
+    runners = [_load_instance(path, spec, factory, settings) for _ in range(settings.instances)]
+    if settings.quality_gate:
+        agreement = gate.check(runners[0], spec, path, settings.max_batch_size)
+        if agreement is not None:
+            log.info("quality gate: %s version %d on %s: %s", spec.name, spec.version, runners[0].provider,
+                     agreement.summary())  # fmt: skip
+    return runners

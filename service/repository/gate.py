@@ -1,0 +1,53 @@
+"""The quality gate: a new version answers its golden set, on this server's own provider and preprocessing,
+before it takes traffic.
+
+Run in the loading thread right after the warm-up: the golden files go through the same decoding and declared
+preprocessing as a client's files (`images.decode_image`), then through the new session. A version whose
+answers differ beyond its tolerances, or whose golden file is missing or not the one model.json names, is
+rejected with the reason; the version already serving keeps serving.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pixelserve import golden
+from pixelserve.modelspec import INPUT_IMAGE, ModelSpec
+from pixelserve.service import images
+from pixelserve.service.repository.disk import VersionRejected
+from pixelserve.service.runtime import CPU, ModelRunner
+
+MAX_PIXELS = 4096 * 4096
+
+
+def load_checked(version_dir: Path, spec: ModelSpec) -> golden.GoldenData | None:
+    """The version's golden set (None when it has none), refused when the file is not the one recorded."""
+    if spec.golden is None:
+        return None
+    path = version_dir / spec.golden.file
+    if not path.is_file():
+        raise VersionRejected(f"golden set {spec.golden.file} is missing")
+    if golden.sha256_of(path) != spec.golden.sha256:
+        raise VersionRejected(f"golden set {spec.golden.file} is not the one model.json records (sha256 differs)")
+    return golden.load(path)
+
+
+def answers(runner: ModelRunner, spec: ModelSpec, data: golden.GoldenData, batch_size: int) -> dict[str, np.ndarray]:
+    """The runner's outputs for the golden files, prepared exactly as the server prepares a client's files."""
+    batch = np.stack([images.decode_image(b, spec.preprocessing, max_pixels=MAX_PIXELS) for b in data.encoded])
+    parts = [runner({INPUT_IMAGE: batch[i : i + batch_size]}) for i in range(0, len(batch), batch_size)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def check(runner: ModelRunner, spec: ModelSpec, version_dir: Path, batch_size: int) -> golden.Agreement | None:
+    """None when the version has no golden set; VersionRejected when it fails its own."""
+    data = load_checked(version_dir, spec)
+    if data is None or spec.golden is None:
+        return None
+    agreement = golden.compare(data, answers(runner, spec, data, batch_size), spec.golden.tolerance,
+                               gpu=runner.provider != CPU)  # fmt: skip
+    if not agreement.passed:
+        raise VersionRejected(f"quality gate: golden set failed on {runner.provider}: {agreement.summary()}")
+    return agreement
