@@ -138,6 +138,8 @@ class Metrics:
         self.queue_depth = Gauge("pixelserve_queue_depth", depth_help, model, registry=r, multiprocess_mode="livesum")
         closed_help = "HTTP connections the server closed: slow headers or body, over the connection limit."
         self.connections_closed = Counter("pixelserve_connections_closed_total", closed_help, ["reason"], registry=r)
+        rejected_help = "Model versions refused on load or hot reload: quality_gate (golden set) or invalid."
+        self.rejections = Counter("pixelserve_version_rejections_total", rejected_help, ["model", "reason"], registry=r)
         state_help = "1 for the current state of a model version, 0 for the others."
         self.model_state = Gauge(
             "pixelserve_model_state", state_help, [*model, "state"], registry=r, multiprocess_mode="livemax"
@@ -170,6 +172,9 @@ class Metrics:
 
     def _count_child(self, key: tuple[str, str, str], version: int | None, code: str) -> Any:
         return self.requests.labels(**self._labels(key, version), code=code)
+
+    def version_rejected(self, model: str, reason: str) -> None:
+        self.rejections.labels(model=model, reason=reason).inc()
 
     def connection_closed(self, reason: str) -> None:
         self.connections_closed.labels(reason=reason).inc()

@@ -20,6 +20,7 @@ from pixelserve.service.repository.disk import VersionRejected
 from pixelserve.service.runtime import CPU, ModelRunner
 
 MAX_PIXELS = 4096 * 4096
+QUALITY_GATE = "quality gate"  # how a gate rejection's reason begins (index, logs, metric label)
 
 
 def load_checked(version_dir: Path, spec: ModelSpec) -> golden.GoldenData | None:
@@ -28,9 +29,9 @@ def load_checked(version_dir: Path, spec: ModelSpec) -> golden.GoldenData | None
         return None
     path = version_dir / spec.golden.file
     if not path.is_file():
-        raise VersionRejected(f"golden set {spec.golden.file} is missing")
+        raise VersionRejected(f"{QUALITY_GATE}: golden set {spec.golden.file} is missing")
     if golden.sha256_of(path) != spec.golden.sha256:
-        raise VersionRejected(f"golden set {spec.golden.file} is not the one model.json records (sha256 differs)")
+        raise VersionRejected(f"{QUALITY_GATE}: {spec.golden.file} is not the golden set model.json records (sha256)")
     return golden.load(path)
 
 
@@ -49,5 +50,5 @@ def check(runner: ModelRunner, spec: ModelSpec, version_dir: Path, batch_size: i
     agreement = golden.compare(data, answers(runner, spec, data, batch_size), spec.golden.tolerance,
                                gpu=runner.provider != CPU)  # fmt: skip
     if not agreement.passed:
-        raise VersionRejected(f"quality gate: golden set failed on {runner.provider}: {agreement.summary()}")
+        raise VersionRejected(f"{QUALITY_GATE}: golden set failed on {runner.provider}: {agreement.summary()}")
     return agreement

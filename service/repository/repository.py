@@ -26,6 +26,7 @@ from pixelserve.service.errors import ModelNotFound, ModelNotReady
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.repository import disk
 from pixelserve.service.repository.disk import DiskVersion, Fingerprint, VersionRejected
+from pixelserve.service.repository.gate import QUALITY_GATE
 from pixelserve.service.repository.loading import load_version
 from pixelserve.service.repository.serving import ModelRecord, ServedVersion, VersionRecord
 from pixelserve.service.runtime import SessionFactory
@@ -195,6 +196,8 @@ class ModelRepository:
         found = record.disk
         if not (record.was_rejected and record.reason == reason):
             log.error("model %s version %d rejected: %s", found.name, found.version, reason)
+            kind = "quality_gate" if reason.startswith(QUALITY_GATE) else "invalid"
+            self._metrics.version_rejected(found.name, kind)
         record.rejected, record.reason = found.fingerprint, reason
 
     def _retire(self, model: ModelRecord, served: ServedVersion) -> asyncio.Task[None]:

@@ -15,6 +15,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from pixelserve.service.errors import InvalidInput, Overloaded, ServiceError, mapping_for
@@ -64,10 +65,15 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):  # routing: unknown path, wrong method
         status = HTTPStatus(exc.status_code)
         return error_response(path, status, status.name, str(exc.detail))
+    if isinstance(exc, ClientDisconnect):  # the client left, or a body deadline closed it: no one to answer
+        log.debug("client disconnected during %s %s", request.method, path)
+        return error_response(path, 400, "CANCELLED", "the client disconnected before its request was complete")
     log.exception("unhandled error on %s %s", request.method, path)
     return service_error_response(path, ServiceError("internal error"))
 
 
 def install_error_handler(app: FastAPI) -> None:
-    for exc_type in (ServiceError, RequestValidationError, HTTPException, Exception):
+    # ClientDisconnect by name: a handler only for Exception answers and then re-raises (starlette's
+    # ServerErrorMiddleware), and uvicorn logs the disconnect as "Exception in ASGI application".
+    for exc_type in (ServiceError, RequestValidationError, HTTPException, ClientDisconnect, Exception):
         app.add_exception_handler(exc_type, handle_error)
