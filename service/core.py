@@ -17,8 +17,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from pixelserve import anomaly as anomaly_rule
 from pixelserve.modelspec import (
     INPUT_IMAGE,
+    OUTPUT_ANOMALY_MAP,
     OUTPUT_ERROR,
     OUTPUT_LATENT,
     OUTPUT_PROBABILITIES,
@@ -210,18 +212,22 @@ class InferenceCore:
             labels = spec.labels or []
             probabilities = results[0].outputs[OUTPUT_PROBABILITIES]
             k = min(top_k, len(labels))
-            ood_errors = results[1].outputs[OUTPUT_ERROR] if partner is not None else None
+            ood_errors = None
+            if partner is not None:
+                ood_errors = anomaly_rule.effective_errors(results[1].outputs[OUTPUT_ERROR], ood_batch)
             anomaly = partner.spec.anomaly if partner is not None else None
             items = []
             for i, row in enumerate(probabilities):
                 top = np.argsort(-row, kind="stable")[:k]
                 score = None if ood_errors is None else float(ood_errors[i])
+                verdict = anomaly is not None and score is not None
                 items.append(
                     Classification(
                         top=[LabelScore(int(j), labels[j], float(row[j])) for j in top],
                         ood_score=score,
                         ood_threshold=anomaly.value if anomaly else None,
-                        is_ood=bool(score > anomaly.value) if anomaly and score is not None else None,
+                        is_ood=bool(score > anomaly.value) if verdict else None,
+                        anomaly_score=float(anomaly_rule.normalized_score(score, anomaly.value)) if verdict else None,
                     )
                 )
         return call.result(items)
@@ -230,14 +236,20 @@ class InferenceCore:
         with self._request(ref, task, inputs) as call:
             outputs = await self._run(call, inputs)
             anomaly = call.served.spec.anomaly if task == "reconstruct" else None
+            errors = outputs[OUTPUT_ERROR]
+            effective = anomaly_rule.effective_errors(errors, call.batch) if anomaly else errors
+            scores = anomaly_rule.normalized_score(effective, anomaly.value) if anomaly else None
+            maps = outputs.get(OUTPUT_ANOMALY_MAP)
             items = [
                 Reconstruction(
                     image=image,
-                    error=float(error),
+                    error=float(errors[i]),
                     threshold=anomaly.value if anomaly else None,
-                    is_anomaly=bool(error > anomaly.value) if anomaly else None,
+                    is_anomaly=bool(effective[i] > anomaly.value) if anomaly else None,
+                    anomaly_score=float(scores[i]) if scores is not None else None,
+                    anomaly_map=maps[i] if maps is not None else None,
                 )
-                for image, error in zip(outputs[OUTPUT_RECONSTRUCTION], outputs[OUTPUT_ERROR], strict=True)
+                for i, image in enumerate(outputs[OUTPUT_RECONSTRUCTION])
             ]
         return call.result(items)
 

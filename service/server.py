@@ -149,7 +149,15 @@ async def _drain(core: InferenceCore, http: _HttpServer, stop: _Stop, deadline: 
 
 
 async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> None:
-    """Serve REST and gRPC until a signal (or the HTTP server ending), then shut down gracefully."""
+    """Serve REST and gRPC until a signal (or the HTTP server ending), then shut down gracefully.
+
+    A single server listens first and loads its models after, so probes see it alive (and not ready) while it
+    loads. A worker of several loads first: on a shared port the kernel would hand connections to a worker
+    that cannot answer them yet, while the others can."""
+    worker = worker_index() is not None
+    if worker:
+        log.info("worker %d: loading models before listening", worker_index())
+        await core.start()
     grpc_server = create_grpc_server(core, settings, metrics)
     sock = http_socket(settings)
     app = create_app(core, settings, metrics)
@@ -183,10 +191,12 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
             await asyncio.sleep(POLL_S)
         if http_task.done():
             await http_task  # raises the startup failure
-        log.info("start: HTTP on %s:%d, gRPC on port %d; loading models",
-                 settings.http_host, sock.getsockname()[1], settings.grpc_port)  # fmt: skip
-        await core.start()
-        if worker_index() is not None:
+        port = sock.getsockname()[1]
+        loading = "" if worker else "; loading models"
+        log.info("start: HTTP on %s:%d, gRPC on port %d%s", settings.http_host, port, settings.grpc_port, loading)
+        if not worker:
+            await core.start()
+        else:
             core.stats_exchange = StatsExchange(Path(os.environ[METRICS_DIR_ENV]))
             core.stats_exchange.start(core.local_stats)
         ready = sum(status.state == "ready" for status in core.index())

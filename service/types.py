@@ -85,9 +85,12 @@ class LabelScore:
 @dataclass(frozen=True)
 class Classification:
     top: list[LabelScore]
-    ood_score: float | None = None  # reconstruction MSE from the paired autoencoder
+    # The paired autoencoder's reconstruction MSE (pixelserve.anomaly's rule: content-less inputs score 1.0),
+    # its threshold, the verdict and the normalised 0..1 score (0.5 at the threshold).
+    ood_score: float | None = None
     ood_threshold: float | None = None
     is_ood: bool | None = None
+    anomaly_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Reconstruction:
     error: float  # per-image MSE against the input, in 0..1 units
     threshold: float | None = None
     is_anomaly: bool | None = None
+    anomaly_score: float | None = None  # normalised 0..1, 0.5 at the threshold (pixelserve.anomaly)
+    anomaly_map: np.ndarray | None = None  # float32 HW: per-pixel squared error, the graph's anomaly_map output
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ class TaskClient:
                 ood_score=_optional(result, "ood_score"),
                 ood_threshold=_optional(result, "ood_threshold"),
                 is_ood=_optional(result, "is_ood"),
+                anomaly_score=_optional(result, "anomaly_score"),
             )
             for result in response.results
         ]
@@ -176,6 +177,8 @@ class TaskClient:
                 error=r.error,
                 threshold=_optional(r, "threshold"),
                 is_anomaly=_optional(r, "is_anomaly"),
+                anomaly_score=_optional(r, "anomaly_score"),
+                anomaly_map=array_from_tensor(r.anomaly_map) if r.HasField("anomaly_map") else None,
             )
             for r in response.results
         ]

@@ -102,6 +102,7 @@ def classify_response(result: TaskResult[Classification], request_id: str = "") 
                 ood_score=item.ood_score,
                 ood_threshold=item.ood_threshold,
                 is_ood=item.is_ood,
+                anomaly_score=item.anomaly_score,
             )
             for item in result.items
         ],
@@ -116,6 +117,8 @@ def reconstructions(items: Sequence[Reconstruction], return_tensor: bool) -> lis
             threshold=item.threshold,
             is_anomaly=item.is_anomaly,
             tensor=tensor_from_array(item.image.astype(np.float32, copy=False)) if return_tensor else None,
+            anomaly_score=item.anomaly_score,
+            anomaly_map=None if item.anomaly_map is None else tensor_from_array(item.anomaly_map.astype(np.float32)),
         )
         for item in items
     ]

@@ -68,6 +68,7 @@ def _classification_body(result: Any) -> bytes:
                     "ood_score": item.ood_score,
                     "ood_threshold": item.ood_threshold,
                     "is_ood": item.is_ood,
+                    "anomaly_score": item.anomaly_score,
                 }
                 for item in result.items
             ],

@@ -46,6 +46,7 @@ class ClassificationOut(_Wire):
     ood_score: float | None = Field(None, description="reconstruction MSE from the paired autoencoder")
     ood_threshold: float | None = None
     is_ood: bool | None = None
+    anomaly_score: float | None = Field(None, description="ood_score normalised to 0..1, 0.5 at the threshold")
 
 
 class ImageOut(_Wire):
@@ -53,6 +54,10 @@ class ImageOut(_Wire):
     error: float = Field(description="per-image MSE between input and output, in 0..1 units")
     threshold: float | None = Field(None, description="the calibrated anomaly threshold (reconstruct)")
     is_anomaly: bool | None = None
+    anomaly_score: float | None = Field(None, description="error normalised to 0..1, 0.5 at the threshold")
+    anomaly_map: list[list[float]] | None = Field(
+        None, description="per-pixel squared error (mean over channels), when the model outputs one"
+    )
 
 
 class EncodingOut(_Wire):

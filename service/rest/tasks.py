@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
@@ -99,6 +100,7 @@ def _classifications(result: TaskResult[Classification]) -> ClassifyResponse:
                 ood_score=item.ood_score,
                 ood_threshold=item.ood_threshold,
                 is_ood=item.is_ood,
+                anomaly_score=item.anomaly_score,
             )
             for item in result.items
         ],
@@ -115,6 +117,8 @@ def _images(result: TaskResult[Reconstruction]) -> ImageResponse:
                 error=item.error,
                 threshold=item.threshold,
                 is_anomaly=item.is_anomaly,
+                anomaly_score=item.anomaly_score,
+                anomaly_map=None if item.anomaly_map is None else np.round(item.anomaly_map, 6).tolist(),
             )
             for item in result.items
         ],

@@ -187,11 +187,13 @@ class Scorer:
                     top_probabilities=[s.probability for s in item.top],
                     ood_score=item.ood_score,
                     is_ood=item.is_ood,
+                    anomaly_score=item.anomaly_score,
                 )
             elif isinstance(item, Reconstruction):
                 row.update(reconstruction_error=item.error)
                 if self.task == "reconstruct":
-                    row.update(anomaly_threshold=item.threshold, is_anomaly=item.is_anomaly)
+                    row.update(anomaly_threshold=item.threshold, is_anomaly=item.is_anomaly,
+                               anomaly_score=item.anomaly_score)  # fmt: skip
                 else:
                     row.update(output_path=str(self._save(entry, item.image)))
             else:

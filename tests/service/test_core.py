@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pixelserve import anomaly
 from pixelserve.modelspec import SPEC_FILE, ModelSpec
 from pixelserve.service import images
 from pixelserve.service.core import InferenceCore
@@ -51,14 +52,19 @@ async def test_top_k_is_clamped_to_the_label_count_and_must_be_positive(core: In
 
 
 async def test_classify_scores_ood_with_the_paired_autoencoder(core: InferenceCore) -> None:
-    x = np.concatenate([np.zeros((2, 8, 8, 1), dtype=np.uint8), X])  # blank images reconstruct badly
+    """The score is the autoencoder's reconstruction error, under pixelserve.anomaly's rule: a content-less
+    (blank) image scores the largest error whatever the autoencoder makes of it."""
+    x = np.concatenate([np.zeros((2, 8, 8, 1), dtype=np.uint8), X])
     result = await core.classify(ModelRef(CLASSIFIER), ImageInputs(tensor=x))
-    errors = reference(core, AUTOENCODER, x)["reconstruction_error"]
+    errors = np.asarray(reference(core, AUTOENCODER, x)["reconstruction_error"], dtype=np.float64)
+    errors[:2] = anomaly.CONTENTLESS_ERROR
     threshold = spec_of(core, AUTOENCODER).anomaly.value
     np.testing.assert_allclose([item.ood_score for item in result.items], errors, rtol=1e-5)
     assert {item.ood_threshold for item in result.items} == {threshold}
     assert [item.is_ood for item in result.items] == list(errors > threshold)
     assert {True, False} <= {item.is_ood for item in result.items}
+    np.testing.assert_allclose([i.anomaly_score for i in result.items], errors / (errors + threshold), rtol=1e-6)
+    assert all(item.is_ood == (item.anomaly_score > 0.5) for item in result.items)
 
 
 async def test_classify_without_its_ood_partner_still_answers(core: InferenceCore) -> None:

@@ -98,16 +98,18 @@ class LabelScore(_message.Message):
     def __init__(self, index: _Optional[int] = ..., label: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Classification(_message.Message):
-    __slots__ = ("top", "ood_score", "ood_threshold", "is_ood")
+    __slots__ = ("top", "ood_score", "ood_threshold", "is_ood", "anomaly_score")
     TOP_FIELD_NUMBER: _ClassVar[int]
     OOD_SCORE_FIELD_NUMBER: _ClassVar[int]
     OOD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     IS_OOD_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_SCORE_FIELD_NUMBER: _ClassVar[int]
     top: _containers.RepeatedCompositeFieldContainer[LabelScore]
     ood_score: float
     ood_threshold: float
     is_ood: bool
-    def __init__(self, top: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., ood_score: _Optional[float] = ..., ood_threshold: _Optional[float] = ..., is_ood: _Optional[bool] = ...) -> None: ...
+    anomaly_score: float
+    def __init__(self, top: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., ood_score: _Optional[float] = ..., ood_threshold: _Optional[float] = ..., is_ood: _Optional[bool] = ..., anomaly_score: _Optional[float] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
     __slots__ = ("model", "results", "request_id", "error", "prepared")
@@ -148,18 +150,22 @@ class ReconstructRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., inputs: _Optional[_Union[ImageBatch, _Mapping]] = ..., return_tensor: _Optional[bool] = ...) -> None: ...
 
 class Reconstruction(_message.Message):
-    __slots__ = ("png", "error", "threshold", "is_anomaly", "tensor")
+    __slots__ = ("png", "error", "threshold", "is_anomaly", "tensor", "anomaly_score", "anomaly_map")
     PNG_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     IS_ANOMALY_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_SCORE_FIELD_NUMBER: _ClassVar[int]
+    ANOMALY_MAP_FIELD_NUMBER: _ClassVar[int]
     png: bytes
     error: float
     threshold: float
     is_anomaly: bool
     tensor: Tensor
-    def __init__(self, png: _Optional[bytes] = ..., error: _Optional[float] = ..., threshold: _Optional[float] = ..., is_anomaly: _Optional[bool] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    anomaly_score: float
+    anomaly_map: Tensor
+    def __init__(self, png: _Optional[bytes] = ..., error: _Optional[float] = ..., threshold: _Optional[float] = ..., is_anomaly: _Optional[bool] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., anomaly_score: _Optional[float] = ..., anomaly_map: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class DenoiseResponse(_message.Message):
     __slots__ = ("model", "results", "prepared")
