@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from pixelserve import anomaly
 from pixelserve.measured import Detection, OodReport
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec, Preprocessing
 from pixelserve.training import evaluate, robustness
@@ -271,7 +272,13 @@ def _foreign_scores(
             f"{name}-png": robustness.prepared_batch([_png(i) for i in x], pre, pre.resize, pre.normalize)
             for name, x in sets.items()
         }
-    return {name: evaluate.reconstruction_errors(session, x) for name, x in sets.items()}
+    return {name: served_errors(session, x) for name, x in sets.items()}
+
+
+def served_errors(session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
+    """Reconstruction errors as the server's verdicts see them (pixelserve.anomaly: content-less inputs score
+    the largest error)."""
+    return anomaly.effective_errors(evaluate.reconstruction_errors(session, batch), batch)
 
 
 def anomaly_detection(
@@ -281,7 +288,7 @@ def anomaly_detection(
     F1 at the threshold its model.json declares."""
     spec, session = _load(autoencoder_dir)
     data = _dataset(spec, data_dir)
-    normal = evaluate.reconstruction_errors(session, data.x_test)
+    normal = served_errors(session, data.x_test)
     scores = _foreign_scores(session, data, data_dir, spec.preprocessing, count, seed, uploaded=uploaded)
     return detection(normal, scores, threshold=_threshold(spec), normal=f"{data.name} test split ({len(normal)})")
 
@@ -305,12 +312,12 @@ def ood_report(
         raise ValueError(f"{scorer.name} takes {scorer.input.shape[1:]}, {spec.name} takes {spec.input.shape[1:]}")
     threshold, pre = _threshold(scorer), spec.preprocessing
     data = _dataset(spec, data_dir)
-    normal = evaluate.reconstruction_errors(session, data.x_test)
+    normal = served_errors(session, data.x_test)
     scores = _foreign_scores(session, data, data_dir, pre, count, seed, uploaded=uploaded)
     rates = {"test": flag_rate(normal, threshold)}
     for variant in robustness.variant_sets(data):
         batch = robustness.prepared_batch(variant.images, pre, pre.resize, pre.normalize)
-        rates[variant.name] = flag_rate(evaluate.reconstruction_errors(session, batch), threshold)
+        rates[variant.name] = flag_rate(served_errors(session, batch), threshold)
     return OodReport(
         scorer=f"{scorer.name}/{scorer.version}",
         threshold=threshold,
