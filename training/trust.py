@@ -1,0 +1,161 @@
+"""The export's last steps: what makes a served model trustworthy, measured on the graph that will be served.
+
+Called by `export_model` with the staged ONNX file and its model.json so far; returns the model.json to write.
+
+Classifiers: temperature scaling fitted on the validation split (put in the graph only when it lowers the
+validation split's calibration error), accuracy on real-world variants, the OOD report of a paired
+autoencoder already in the repository, the drift baseline and the golden set.
+Autoencoders: the per-pixel anomaly map output, the anomaly threshold by the recipe's mode with its detection
+metrics against foreign images, the drift baseline and the golden set.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from pixelserve.measured import Calibration, DriftBaseline
+from pixelserve.modelspec import (
+    MODEL_FILE,
+    OUTPUT_ANOMALY_MAP,
+    OUTPUT_PROBABILITIES,
+    SPEC_FILE,
+    AnomalyThreshold,
+    ModelSpec,
+    TensorSpec,
+)
+from pixelserve.training import calibration, detection, evaluate, graph, robustness
+from pixelserve.training.data import Dataset
+from pixelserve.training.golden import write_golden_set
+from pixelserve.training.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+PIXEL_BINS = 16
+DECILES = np.linspace(0.1, 0.9, 9)
+MIN_CHANGE = 0.05  # a temperature within 5% of 1 is left out of the graph: nothing to correct
+
+
+def _validation(data: Dataset, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    from pixelserve.training.export import validation_split
+
+    _, held_out = validation_split(len(data.x_train), recipe.validation_split, recipe.seed)
+    return data.x_train[held_out], data.y_train[held_out]
+
+
+def _calibrate(staging: Path, data: Dataset, recipe: Recipe) -> Calibration | None:
+    x_val, y_val = _validation(data, recipe)
+    if len(x_val) == 0:
+        return None
+    session = evaluate.cpu_session(staging / MODEL_FILE)
+    val = evaluate.run_batched(session, x_val, OUTPUT_PROBABILITIES)
+    test = evaluate.run_batched(session, data.x_test, OUTPUT_PROBABILITIES)
+    fitted = calibration.calibrate(val, y_val, test, data.y_test, f"validation split ({len(x_val)} training images)")
+    temperature = fitted.temperature
+    helps = abs(np.log(temperature)) > np.log1p(MIN_CHANGE) and calibration.ece(
+        calibration.scale(val, temperature), y_val
+    ) < calibration.ece(val, y_val)
+    if helps:
+        graph.add_temperature(staging / MODEL_FILE, temperature)
+        served = evaluate.run_batched(evaluate.cpu_session(staging / MODEL_FILE), data.x_test, OUTPUT_PROBABILITIES)
+        drift = float(np.abs(served - calibration.scale(test, temperature)).max())
+        if drift > 1e-5:
+            raise RuntimeError(f"the calibrated graph differs from temperature scaling by {drift:.2e}")
+        return fitted
+    log.info("temperature %.3f would not lower the validation ECE: left out of the graph", temperature)
+    return fitted.model_copy(update={"in_graph": False, "after": fitted.before})
+
+
+def _histogram(batch: np.ndarray) -> list[float]:
+    counts, _ = np.histogram(batch, bins=PIXEL_BINS, range=(0, 256))
+    return [round(float(c) / max(1, batch.size), 6) for c in counts]
+
+
+def drift_baseline(spec: ModelSpec, staging: Path, data: Dataset, scores: np.ndarray | None, score: str | None
+                   ) -> DriftBaseline:  # fmt: skip
+    """The test split as served: pixel histogram of the model input, prediction shares, score deciles."""
+    predictions = None
+    if spec.task == "classify":
+        probabilities = evaluate.run_batched(
+            evaluate.cpu_session(staging / MODEL_FILE), data.x_test, OUTPUT_PROBABILITIES
+        )
+        counts = np.bincount(probabilities.argmax(axis=1), minlength=len(spec.labels or []))
+        predictions = [round(float(c) / len(data.x_test), 6) for c in counts]
+    edges = None if scores is None else [float(q) for q in np.quantile(scores, DECILES)]
+    return DriftBaseline(samples=len(data.x_test), pixel_histogram=_histogram(data.x_test), predictions=predictions,
+                         score=score if scores is not None else None, score_edges=edges)  # fmt: skip
+
+
+def _partner(spec: ModelSpec, repository: Path) -> Path | None:
+    if spec.pairing is None:
+        return None
+    versions = sorted((repository / spec.pairing.ood_model).glob(f"*/{SPEC_FILE}"), key=lambda p: int(p.parent.name))
+    return versions[-1].parent if versions else None
+
+
+def finish_classifier(staging: Path, spec: ModelSpec, recipe: Recipe, data: Dataset, data_dir: Path | None,
+                      repository: Path) -> ModelSpec:  # fmt: skip
+    fitted = _calibrate(staging, data, recipe)
+    session = evaluate.cpu_session(staging / MODEL_FILE)
+    quality = spec.quality
+    if quality is not None:
+        quality = quality.model_copy(update={"variants": robustness.variant_accuracies(session, spec.preprocessing,
+                                                                                          data) or None})  # fmt: skip
+    pairing, scores = spec.pairing, None
+    partner = _partner(spec, repository)
+    if pairing is not None and partner is not None and data_dir is not None:
+        (staging / SPEC_FILE).write_text(spec.model_dump_json())  # ood_report reads the classifier's model.json
+        report = detection.ood_report(staging, partner, data_dir, uploaded=True)
+        pairing = pairing.model_copy(update={"ood": report, "ood_version": None})
+        scores = detection.served_errors(evaluate.cpu_session(partner / MODEL_FILE), data.x_test)
+    spec = spec.model_copy(update={"calibration": fitted, "quality": quality, "pairing": pairing})
+    spec = spec.model_copy(update={"drift": drift_baseline(spec, staging, data, scores, "ood_score")})
+    golden = write_golden_set(spec, session, data, staging, seed=recipe.seed)
+    return spec.model_copy(update={"golden": golden})
+
+
+def _threshold_by_mode(anomaly: AnomalyThreshold, staging: Path, data: Dataset, recipe: Recipe, data_dir: Path,
+                       test_scores: np.ndarray) -> AnomalyThreshold:  # fmt: skip
+    """The recipe's threshold mode on the held-out normal errors (and, for "f1", a labelled set: those errors
+    and foreign images drawn with another seed than the ones the detection metrics are measured on)."""
+    mode = recipe.anomaly_threshold_mode
+    if mode == "percentile":
+        return anomaly
+    session = evaluate.cpu_session(staging / MODEL_FILE)
+    x_val, _ = _validation(data, recipe)
+    normal = detection.served_errors(session, x_val)
+    labelled = None
+    if mode == "f1":
+        shape = data.image_shape
+        foreign = detection.foreign_sets(data.name, data_dir, shape, len(x_val) // 3 + 1, recipe.seed + 1)
+        scores = np.concatenate([normal, *(detection.served_errors(session, x) for x in foreign.values())])
+        labelled = (scores, np.arange(len(scores)) >= len(normal))
+    value, percentile = detection.choose_threshold(mode, normal, percentile=recipe.anomaly_percentile,
+                                                   target_fpr=recipe.anomaly_target_fpr, labelled=labelled)  # fmt: skip
+    return anomaly.model_copy(update={
+        "mode": mode, "value": value, "percentile": min(max(percentile, 1e-6), 100 - 1e-6),
+        "target_fpr": recipe.anomaly_target_fpr if mode == "fpr" else None,
+        "false_positive_rate": detection.flag_rate(test_scores, value),
+    })  # fmt: skip
+
+
+def finish_autoencoder(staging: Path, spec: ModelSpec, recipe: Recipe, data: Dataset, data_dir: Path | None
+                       ) -> ModelSpec:  # fmt: skip
+    graph.add_anomaly_map(staging / MODEL_FILE)
+    height, width = spec.preprocessing.height, spec.preprocessing.width
+    outputs = [*spec.outputs, TensorSpec(name=OUTPUT_ANOMALY_MAP, dtype="float32", shape=[-1, height, width])]
+    spec = spec.model_copy(update={"outputs": outputs})
+    session = evaluate.cpu_session(staging / MODEL_FILE)
+    scores = detection.served_errors(session, data.x_test)
+    anomaly = spec.anomaly
+    if anomaly is not None and data_dir is not None:
+        anomaly = _threshold_by_mode(anomaly, staging, data, recipe, data_dir, scores)
+        (staging / SPEC_FILE).write_text(spec.model_copy(update={"anomaly": anomaly}).model_dump_json())
+        found = detection.anomaly_detection(staging, data_dir, uploaded=True)
+        anomaly = anomaly.model_copy(update={"detection": found})
+    spec = spec.model_copy(update={"anomaly": anomaly})
+    spec = spec.model_copy(update={"drift": drift_baseline(spec, staging, data, scores, "reconstruction_error")})
+    golden = write_golden_set(spec, session, data, staging, sigma=recipe.noise_sigma, seed=recipe.seed)
+    return spec.model_copy(update={"golden": golden})
