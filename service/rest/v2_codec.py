@@ -32,7 +32,7 @@ from pixelserve.service.v2.infer import (
     RequestedOutput,
     class_count,
 )
-from pixelserve.service.v2.tensors import BYTES, V2_TYPES, is_count, join_bytes
+from pixelserve.service.v2.tensors import BYTES, V2_TYPES, is_count, join_bytes, split_bytes
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
@@ -183,6 +183,8 @@ def _inputs(raw_inputs: Any, binary: memoryview) -> list[InputTensor]:
             if not is_count(size) or isinstance(size, str) or offset + size > len(binary):
                 raise InvalidInput(f"input {name!r}: binary_data_size {size!r} exceeds the binary data")
             data: Any = binary[offset : offset + size]
+            if datatype == BYTES:  # framed elements, split here with the rest of decoding, off the event loop
+                data = split_bytes(data)
             offset += size
         elif isinstance(tensor.get("data"), list | np.ndarray):
             data = _b64_elements(name, tensor["data"]) if datatype == BYTES else tensor["data"]
