@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from pixelserve.service.metrics import BatchMetrics
 from pixelserve.service.runtime import Feeds, RunFn
 from pixelserve.service.stats import BatchStats
 from pixelserve.service.types import BatchPolicy
+
+if TYPE_CHECKING:  # imported only when tracing is on
+    from pixelserve.service.tracing import Tracing
 
 EWMA_WEIGHT = 0.2  # how fast the expected batch size and batch time follow the load
 
@@ -44,17 +48,21 @@ class Completed:
     outputs: Feeds
     queue_s: float
     compute_s: float
+    batch_start_ns: int = 0  # wall clock of the batch, for trace spans; 0 when not traced
+    batch_end_ns: int = 0
+    batch_span: Any = None  # the batch's span context, when traced
 
 
 class _Pending:
     """A queued request (or one chunk of a large one). Identity matters: it is found and removed by itself."""
 
-    __slots__ = ("count", "enqueued", "feeds", "future")
+    __slots__ = ("count", "enqueued", "feeds", "future", "trace")
 
-    def __init__(self, feeds: Feeds, count: int, future: asyncio.Future[Completed]) -> None:
+    def __init__(self, feeds: Feeds, count: int, future: asyncio.Future[Completed], trace: Any = None) -> None:
         self.feeds = feeds
         self.count = count
         self.future = future
+        self.trace = trace  # the request's span context, when traced
         self.enqueued = time.perf_counter()
 
 
@@ -77,6 +85,7 @@ class DynamicBatcher:
         timeout_s: float,
         policy: BatchPolicy = "adaptive",
         metrics: BatchMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         runners = list(run) if isinstance(run, Sequence) else [run]
         self.model = model
@@ -88,6 +97,7 @@ class DynamicBatcher:
         self.policy = policy
         self.stats = BatchStats()
         self._metrics = metrics
+        self._tracing = tracing
         self._loop = asyncio.get_running_loop()
         self._queue: deque[_Pending] = deque()
         self._queued_images = 0
@@ -132,7 +142,8 @@ class DynamicBatcher:
                 retry_after=self._retry_after(),
             )
         if count <= self.max_batch_size:
-            item = _Pending(feeds, count, self._loop.create_future())
+            trace = self._tracing.current() if self._tracing is not None else None
+            item = _Pending(feeds, count, self._loop.create_future(), trace)
             self._enqueue((item,))
             timer = self._loop.call_at(self._loop.time() + self.timeout_s, self._expire, item)
             try:
@@ -146,8 +157,11 @@ class DynamicBatcher:
 
     async def _submit_chunks(self, feeds: Feeds, count: int) -> Completed:
         size = self.max_batch_size
+        trace = self._tracing.current() if self._tracing is not None else None
         chunks = [
-            _Pending({k: v[i : i + size] for k, v in feeds.items()}, min(size, count - i), self._loop.create_future())
+            _Pending(
+                {k: v[i : i + size] for k, v in feeds.items()}, min(size, count - i), self._loop.create_future(), trace
+            )
             for i in range(0, count, size)
         ]
         self._enqueue(chunks)
@@ -164,6 +178,9 @@ class DynamicBatcher:
             _concatenate([r.outputs for r in results]),
             sum(r.queue_s for r in results),
             sum(r.compute_s for r in results),
+            min(r.batch_start_ns for r in results),
+            max(r.batch_end_ns for r in results),
+            results[0].batch_span,
         )
 
     def _enqueue(self, items: Sequence[_Pending]) -> None:
@@ -246,6 +263,7 @@ class DynamicBatcher:
 
     def _execute(self, run: RunFn, batch: list[_Pending]) -> None:
         started = time.perf_counter()
+        started_ns = time.time_ns() if self._tracing is not None else 0
         size = sum(item.count for item in batch)
         try:
             feeds = _concatenate([item.feeds for item in batch])
@@ -257,11 +275,15 @@ class DynamicBatcher:
             return
         computed = time.perf_counter()
         compute_s = computed - joined
+        span, ended_ns = None, 0
+        if self._tracing is not None:
+            ended_ns = started_ns + int((computed - started) * 1e9)
+            span = self._tracing.batch(started_ns, ended_ns, [item.trace for item in batch if item.trace], size)
         results = []
         offset = 0
         for item in batch:
             sliced = {k: v[offset : offset + item.count] for k, v in outputs.items()}
-            results.append(Completed(sliced, started - item.enqueued, compute_s))
+            results.append(Completed(sliced, started - item.enqueued, compute_s, started_ns, ended_ns, span))
             offset += item.count
         # Counted before delivery, so statistics read after a response always include its batch.
         self._record(size, [r.queue_s for r in results], joined - started, compute_s, time.perf_counter() - computed)

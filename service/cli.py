@@ -49,8 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         return supervise(settings, list(sys.argv[1:] if argv is None else argv))
     metrics = Metrics()
     try:
+        tracing = None
+        if settings.tracing:
+            from pixelserve.service.tracing import Tracing
+
+            tracing = Tracing()
         with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
-            runner.run(serve(InferenceCore(settings, metrics), settings, metrics))
+            runner.run(serve(InferenceCore(settings, metrics, tracing), settings, metrics))
     except Exception:
         logging.getLogger("pixelserve.service.cli").exception("serving failed")
         return 1

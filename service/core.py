@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -61,6 +61,9 @@ from pixelserve.service.types import (
 )
 from pixelserve.service.workers import StatsExchange
 
+if TYPE_CHECKING:  # imported only when tracing is on
+    from pixelserve.service.tracing import Tracing
+
 T = TypeVar("T")
 
 
@@ -107,10 +110,11 @@ class _Call:
 class InferenceCore:
     """Implements pixelserve.service.types.Core. Build it with `build_core`; `begin_shutdown`, then `close`."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, tracing: Tracing | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.repository = ModelRepository(settings, metrics)
+        self.tracing = tracing  # None: tracing is off and costs nothing
+        self.repository = ModelRepository(settings, metrics, tracing=tracing)
         self.limits = images.Limits.from_settings(settings)
         self.offload = Offloader(settings.offload_threads)
         self.stats_exchange: StatsExchange | None = None  # set by the server when it is one of several workers
@@ -155,6 +159,8 @@ class InferenceCore:
                 except BaseException:
                     served.requests.failure_count += 1
                     raise
+                if self.tracing is not None:
+                    self.tracing.core_done()
                 done = time.perf_counter()
                 served.requests.succeeded(
                     done - call.started, call.prepared - call.started, call.queue_s, call.infer_s, done - call.ran
@@ -166,12 +172,29 @@ class InferenceCore:
         """Decode and check the inputs into the uint8 NHWC batch the model takes, off the event loop when the
         decoded pixels (read from the headers) make it more than a moment's work."""
         pre = spec.preprocessing
-        return await self.offload.sized(images.decode_work(inputs, pre), images.prepare, inputs, pre, self.limits)
+        work = images.decode_work(inputs, pre)
+        if self.tracing is None:
+            return await self.offload.sized(work, images.prepare, inputs, pre, self.limits)
+        with self.tracing.child("decode"):
+            return await self.offload.sized(work, images.prepare, inputs, pre, self.limits)
+
+    async def _submit(self, served: ServedVersion, batch: np.ndarray, role: str = "") -> Completed:
+        """Through the version's batcher; traced as ``queue`` (until its batch starts) and ``compute`` (its
+        batch, linked to the batch span), prefixed with `role` for a partner's run."""
+        if self.tracing is None:
+            return await served.batcher.submit({INPUT_IMAGE: batch})
+        submitted = time.time_ns()
+        done = await served.batcher.submit({INPUT_IMAGE: batch})
+        model = {"pixelserve.model": served.name, "pixelserve.version": served.version}
+        self.tracing.span_between(f"{role}queue", submitted, done.batch_start_ns, **model)
+        linked = [done.batch_span] if done.batch_span is not None else []
+        self.tracing.span_between(f"{role}compute", done.batch_start_ns, done.batch_end_ns, linked, **model)
+        return done
 
     async def _run(self, call: _Call, inputs: ImageInputs) -> Feeds:
         batch = call.batch = await self._prepare(inputs, call.served.spec)
         call.mark_prepared()
-        done = await call.served.batcher.submit({INPUT_IMAGE: batch})
+        done = await self._submit(call.served, batch)
         call.mark_ran(done)
         return done.outputs
 
@@ -202,11 +225,11 @@ class InferenceCore:
             spec = call.served.spec
             batch = call.batch = await self._prepare(inputs, spec)
             call.mark_prepared()
-            runs = [call.served.batcher.submit({INPUT_IMAGE: batch})]
+            runs = [self._submit(call.served, batch)]
             if partner is not None:
                 same_input = partner.spec.input.shape[1:] == spec.input.shape[1:]
                 ood_batch = batch if same_input else await self._prepare(inputs, partner.spec)
-                runs.append(partner.batcher.submit({INPUT_IMAGE: ood_batch}))
+                runs.append(self._submit(partner, ood_batch, "ood."))
             results = await asyncio.gather(*runs)
             call.mark_ran(results[0])
             labels = spec.labels or []

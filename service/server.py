@@ -158,9 +158,9 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
     if worker:
         log.info("worker %d: loading models before listening", worker_index())
         await core.start()
-    grpc_server = create_grpc_server(core, settings, metrics)
+    grpc_server = create_grpc_server(core, settings, metrics, core.tracing)
     sock = http_socket(settings)
-    app = create_app(core, settings, metrics)
+    app = create_app(core, settings, metrics, core.tracing)
     http = _HttpServer(
         uvicorn.Config(
             app,
@@ -224,6 +224,8 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
         if core.stats_exchange is not None:
             await core.stats_exchange.stop()
         await core.close()
+        if core.tracing is not None:
+            core.tracing.shutdown()  # flushes the spans still buffered
         sock.close()
         if use_signals:
             for sig in SIGNALS:

@@ -70,5 +70,25 @@ class Settings(CommandSettings):
     warmup: bool = Field(True, description="run zero batches through a new session before serving")
     quality_gate: bool = Field(True, description="a new version must answer its golden set before it serves")
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field("auto", description="auto: uvloop when installed")
+    tracing: bool = Field(
+        False, description="OpenTelemetry spans per request (exporter and service name from OTEL_* variables)"
+    )
     log_level: str = Field("info", description="python logging level")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
+    # Payload logging (pixelserve.service.payloads): sampled inputs and answers into rotating shards for retraining
+    payload_log_dir: Path | None = Field(
+        None, description="write sampled requests' images and answers under this folder (unset: no logging)"
+    )
+    payload_log_rate: float = Field(1.0, ge=0, le=1, description="share of eligible requests logged, 0..1")
+    payload_log_models: list[str] = Field(default_factory=list, description="models to log (empty: every model)")
+    payload_log_tasks: list[Literal["classify", "denoise", "reconstruct", "encode", "infer"]] = Field(
+        default_factory=list, description="tasks to log, infer is raw V2 inference (empty: every task)"
+    )
+    payload_log_format: Literal["parquet", "jsonl"] = Field(
+        "parquet", description="shard format: parquet needs pyarrow (the [batch] extra), jsonl has images in base64"
+    )
+    payload_log_shard_rows: int = Field(10_000, ge=1, description="rows per shard before the next one starts")
+    payload_log_shard_s: float = Field(300.0, gt=0, description="a shard is closed after this long even if not full")
+    payload_log_buffer: int = Field(
+        1024, ge=1, description="requests held in memory for the writer at most; more are dropped and counted"
+    )

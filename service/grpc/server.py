@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -20,6 +21,9 @@ from pixelserve.service.grpc.wire import add_guarded
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import Core
+
+if TYPE_CHECKING:  # imported only when tracing is on
+    from pixelserve.service.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,11 @@ def bind_address(settings: Settings) -> str:
     return f"[{host}]:{settings.grpc_port}" if ":" in host else f"{host}:{settings.grpc_port}"
 
 
-def create_grpc_server(core: Core, settings: Settings, metrics: Metrics) -> grpc.aio.Server:
-    """The server with its port bound (port 0 picks a free one; see the log line) but not started."""
+def create_grpc_server(
+    core: Core, settings: Settings, metrics: Metrics, tracing: Tracing | None = None
+) -> grpc.aio.Server:
+    """The server with its port bound (port 0 picks a free one; see the log line) but not started. With
+    `tracing`, every call of the task and V2 services is a server span (health checks are not traced)."""
     interceptors = [ApiKeyInterceptor(settings.api_key.get_secret_value())] if settings.api_key else []
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -70,12 +77,11 @@ def create_grpc_server(core: Core, settings: Settings, metrics: Metrics) -> grpc
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
-    for add, servicer in (
-        (pixelserve_pb2_grpc.add_PixelServeServicer_to_server, TaskServicer(core, settings, metrics)),
-        (grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, InferenceServicer(core, settings, metrics)),
-        (health_pb2_grpc.add_HealthServicer_to_server, HealthServicer(core, (TASK_SERVICE, V2_SERVICE))),
-    ):
-        add_guarded(add, servicer, server)
+    add_guarded(pixelserve_pb2_grpc.add_PixelServeServicer_to_server, TaskServicer(core, settings, metrics), server,
+                tracing)  # fmt: skip
+    add_guarded(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+                InferenceServicer(core, settings, metrics), server, tracing)  # fmt: skip
+    add_guarded(health_pb2_grpc.add_HealthServicer_to_server, HealthServicer(core, (TASK_SERVICE, V2_SERVICE)), server)
     reflection.enable_server_reflection(
         (TASK_SERVICE, V2_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server, pool=reflection_pool()
     )

@@ -9,12 +9,15 @@ the error table, like every other bad input. The handlers are wrapped once, when
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from pixelserve.service.errors import InvalidInput, mapping_for
+
+if TYPE_CHECKING:  # imported only when tracing is on
+    from pixelserve.service.tracing import Tracing
 
 Parse = Callable[[bytes], Any]
 
@@ -34,7 +37,7 @@ def _parse(parse: Parse, raw: bytes) -> Any:
 _CORRUPT = object()
 
 
-def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+def _guard(handler: grpc.RpcMethodHandler, method: str, tracing: Tracing | None = None) -> grpc.RpcMethodHandler:
     parse = handler.request_deserializer
     code, message = _invalid(method)
 
@@ -81,6 +84,10 @@ def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler
             else grpc.stream_unary_rpc_method_handler
         )
         wrapped = streaming if handler.response_streaming else streaming_unary
+    if tracing is not None:
+        from pixelserve.service.grpc.tracing import traced
+
+        wrapped = traced(wrapped, method, tracing, handler.response_streaming)
     return factory(wrapped, request_deserializer=None, response_serializer=handler.response_serializer)
 
 
@@ -97,12 +104,15 @@ class _Collect:
         self.services[service] = handlers
 
 
-def add_guarded(add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server) -> None:
-    """`add(servicer, server)` as generated, with every method's parsing guarded. Done once at registration
-    (not as an interceptor, which would cost every call an extra coroutine)."""
+def add_guarded(
+    add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server, tracing: Tracing | None = None
+) -> None:
+    """`add(servicer, server)` as generated, with every method's parsing guarded and, when `tracing` is given,
+    every call in a server span. Done once at registration (not as an interceptor, which would cost every
+    call an extra coroutine)."""
     collected = _Collect()
     add(servicer, collected)
     for service, handlers in collected.services.items():
-        guarded = {name: _guard(handler, f"/{service}/{name}") for name, handler in handlers.items()}
+        guarded = {name: _guard(handler, f"/{service}/{name}", tracing) for name, handler in handlers.items()}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, guarded),))
         server.add_registered_method_handlers(service, guarded)

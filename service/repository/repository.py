@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pixelserve.modelspec import NAME_PATTERN
 from pixelserve.service.batching import DynamicBatcher
@@ -33,6 +34,9 @@ from pixelserve.service.runtime import SessionFactory
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import ModelInfo, ModelRef, ModelStatus
 
+if TYPE_CHECKING:  # imported only when tracing is on
+    from pixelserve.service.tracing import Tracing
+
 log = logging.getLogger(__name__)
 
 
@@ -42,8 +46,15 @@ def _check_name(name: str) -> None:
 
 
 class ModelRepository:
-    def __init__(self, settings: Settings, metrics: Metrics, factory: SessionFactory | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        factory: SessionFactory | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.settings = settings
+        self._tracing = tracing
         self.root = settings.model_repository
         self._metrics = metrics
         self._factory = factory or SessionFactory(settings)
@@ -176,6 +187,7 @@ class ModelRepository:
             timeout_s=s.request_timeout_s,
             policy=s.batch_policy,
             metrics=self._metrics.batch(found.name, found.version),
+            tracing=self._tracing,
         )
         old = model.served
         model.served = ServedVersion(found, found.spec, runners, batcher)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import TYPE_CHECKING, Any
+
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
@@ -20,6 +23,9 @@ from pixelserve.service.rest.v2 import create_v2_health_router, create_v2_router
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import Core
 
+if TYPE_CHECKING:  # imported only when tracing is on
+    from pixelserve.service.tracing import Tracing
+
 DESCRIPTION = """Image classification, denoising and reconstruction (anomaly score) on ONNX models.
 
 * Task API: `POST /v1/models/{name}:classify|:denoise|:reconstruct|:encode` with a raw image body,
@@ -29,19 +35,32 @@ DESCRIPTION = """Image classification, denoising and reconstruction (anomaly sco
 """
 
 
-def create_app(core: Core, settings: Settings, metrics: Metrics) -> ASGIApp:
+def create_app(core: Core, settings: Settings, metrics: Metrics, tracing: Tracing | None = None) -> ASGIApp:
     """A new app around a started (or starting) core; no globals, so tests can build several.
 
-    The hot routes are served by `FastPath` in front of FastAPI; CORS, when configured, wraps both."""
+    The hot routes are served by `FastPath` in front of FastAPI; CORS, when configured, wraps both, and
+    with `tracing` a server span wraps every request."""
     app: ASGIApp = FastPath(create_api(core, settings, metrics), core, settings, metrics)
     if settings.cors_origins:
         app = CORSMiddleware(app, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    if tracing is not None:
+        from pixelserve.service.rest.tracing import TracingMiddleware
+
+        app = TracingMiddleware(app, tracing)
     return app
+
+
+def _no_native_telemetry() -> dict[str, Any]:
+    """FastAPI 0.16x traces and meters every request through the global OpenTelemetry providers by default:
+    a cost when tracing is off, and a second server span when it is on (the request span is ours)."""
+    if "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
 
 
 def create_api(core: Core, settings: Settings, metrics: Metrics) -> FastAPI:
     """Every route as FastAPI: the OpenAPI schema, and everything the fast path does not answer itself."""
-    app = FastAPI(title="pixelserve", version=pixelserve.__version__, description=DESCRIPTION)
+    app = FastAPI(title="pixelserve", version=pixelserve.__version__, description=DESCRIPTION, **_no_native_telemetry())
     install_error_handler(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
 

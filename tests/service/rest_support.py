@@ -45,7 +45,8 @@ async def rest_server(core: Core, settings: Settings, metrics: Metrics, **overri
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(core, settings, metrics), lifespan="on", log_level="warning")
+    app = create_app(core, settings, metrics, getattr(core, "tracing", None))
+    config = uvicorn.Config(app, lifespan="on", log_level="warning")
     server = _TestServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
