@@ -21,6 +21,7 @@ from PIL import Image
 
 from pixelserve.service import images
 from pixelserve.service.errors import InvalidInput
+from pixelserve.service.rows import Row, error_row, result_rows
 from pixelserve.service.scoring.job import Target
 from pixelserve.service.scoring.sources import Entry, Payload
 from pixelserve.service.types import (
@@ -30,12 +31,9 @@ from pixelserve.service.types import (
     ImageInputs,
     ModelRef,
     Reconstruction,
-    ServedBy,
     TaskName,
     TaskResult,
 )
-
-Row = dict[str, Any]
 
 
 class TaskRunner(Protocol):
@@ -161,45 +159,15 @@ class Scorer:
 
     # -- rows --------------------------------------------------------------------------------------------
 
-    def _base(self, entry: Entry, served: ServedBy | Target, status: str, error: str | None) -> Row:
-        return {
-            "id": entry.id,
-            "path": entry.path,
-            "model": served.name,
-            "version": served.version,
-            "status": status,
-            "error": error,
-        }
-
     def _error_row(self, entry: Entry, reason: str) -> Row:
-        return self._base(entry, self.target, "error", reason)
+        return error_row(entry.id, entry.path, self.target.name, self.target.version, reason)
 
     def _rows(self, entries: Sequence[Entry], result: TaskResult[Any]) -> list[Row]:
-        rows = []
-        for entry, item in zip(entries, result.items, strict=True):
-            row = self._base(entry, result.model, "ok", None)
-            if isinstance(item, Classification):
-                row.update(
-                    label=item.top[0].label,
-                    probability=item.top[0].probability,
-                    top_labels=[s.label for s in item.top],
-                    top_indices=[s.index for s in item.top],
-                    top_probabilities=[s.probability for s in item.top],
-                    ood_score=item.ood_score,
-                    is_ood=item.is_ood,
-                    anomaly_score=item.anomaly_score,
-                )
-            elif isinstance(item, Reconstruction):
-                row.update(reconstruction_error=item.error)
-                if self.task == "reconstruct":
-                    row.update(anomaly_threshold=item.threshold, is_anomaly=item.is_anomaly,
-                               anomaly_score=item.anomaly_score)  # fmt: skip
-                else:
-                    row.update(output_path=str(self._save(entry, item.image)))
-            else:
-                row.update(latent=[float(v) for v in np.asarray(item.latent).ravel()])
-            rows.append(row)
-        return rows
+        def save(index: int, item: Reconstruction) -> str:
+            return str(self._save(entries[index], item.image))
+
+        ids, paths = [e.id for e in entries], [e.path for e in entries]
+        return result_rows(result, self.task, ids, paths, save=save)
 
     def _save(self, entry: Entry, image: np.ndarray) -> Path:
         if self.images_dir is None:
