@@ -17,6 +17,7 @@ commands:
   serve      serve a model repository over REST and gRPC               (needs the [serve] extra)
   score      batch-score images with a model                           (needs the [serve] extra)
   verify     check served models against their golden sets            (needs the [serve] extra)
+  dataset    turn payload logs into an image-folder dataset for train  (needs the [serve] extra)
 
 Run `pixelserve <command> --help` for a command's options.
 """
@@ -54,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:
             return _missing("serve", exc)
         return verify.main(rest)
+    if command == "dataset":
+        try:
+            from pixelserve.service import dataset
+        except ImportError as exc:
+            return _missing("serve", exc)
+        return dataset.main(rest)
     print(f"pixelserve: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 
