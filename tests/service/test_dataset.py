@@ -21,17 +21,8 @@ from pixelserve.service.payloads import PayloadLog, PayloadRecord
 from pixelserve.service.payloads.shards import read_rows, shard_files
 from pixelserve.service.types import ImageInputs, ModelRef
 from pixelserve.training.data import load_dataset
-from tests.service.models import AUTOENCODER, CLASSIFIER, LABELS, SIZE, encode_image, random_images, reference_session
-
-
-def varied_images(repository: Path, count: int) -> np.ndarray:
-    """8x8 images the tiny classifier predicts as each of its classes in turn, so the logs hold every class."""
-    rng = np.random.default_rng(0)
-    pool = rng.integers(0, 256, (400, SIZE, SIZE, 1)) * (rng.random((400, SIZE, SIZE, 1)) < rng.random((400, 1, 1, 1)))
-    pool = pool.astype(np.uint8)
-    (probabilities,) = reference_session(repository, CLASSIFIER).run(None, {"image": pool})
-    by_class = [pool[probabilities.argmax(axis=1) == c] for c in range(len(LABELS))]
-    return np.stack([by_class[i % len(LABELS)][i // len(LABELS)] for i in range(count)])
+from tests.service.models import AUTOENCODER, CLASSIFIER, LABELS, SIZE, encode_image, random_images
+from tests.service.payload_support import varied_images
 
 
 async def log_requests(core, directory: Path, images: np.ndarray, *, fmt: str = "parquet") -> list[dict]:
