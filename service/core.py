@@ -29,6 +29,7 @@ from pixelserve.modelspec import (
 )
 from pixelserve.service import images
 from pixelserve.service.batching import Completed
+from pixelserve.service.drift import DriftMonitor, DriftWindow
 from pixelserve.service.errors import (
     InvalidInput,
     ModelNotFound,
@@ -118,6 +119,11 @@ class InferenceCore:
         self.limits = images.Limits.from_settings(settings)
         self.offload = Offloader(settings.offload_threads)
         self.stats_exchange: StatsExchange | None = None  # set by the server when it is one of several workers
+        self.drift: DriftMonitor | None = None
+        if settings.drift_monitoring:
+            self.drift = DriftMonitor(
+                metrics, self._drift_windows, refresh_s=settings.drift_refresh_s, min_samples=settings.drift_min_samples
+            )
         self._in_flight = 0
         self._started = False
         self._draining = False
@@ -125,6 +131,8 @@ class InferenceCore:
 
     async def start(self) -> None:
         await self.repository.start()
+        if self.drift is not None:
+            self.drift.start()
         self._started = True
 
     def begin_shutdown(self) -> None:
@@ -135,6 +143,8 @@ class InferenceCore:
         """Refuse new requests, let the accepted ones finish, release every session."""
         self._draining = True
         self._closed = True
+        if self.drift is not None:
+            await self.drift.stop()
         await self.repository.close()
         self.offload.close()
 
@@ -198,6 +208,16 @@ class InferenceCore:
         call.mark_ran(done)
         return done.outputs
 
+    def _drift_windows(self) -> list[tuple[str, int, DriftWindow]]:
+        return [(s.name, s.version, s.drift) for s in self.repository.served() if s.drift is not None]
+
+    @staticmethod
+    def _observe(call: _Call, predicted: np.ndarray | None = None, scores: np.ndarray | None = None) -> None:
+        """The request's model input and answers into its version's drift window, when it keeps one."""
+        window = call.served.drift
+        if window is not None and call.batch is not None:
+            window.observe(call.batch, predicted, scores)
+
     @contextlib.contextmanager
     def _ood_partner(self, spec: ModelSpec) -> Iterator[ServedVersion | None]:
         """The paired autoencoder when it is served and reports an error; None lets classification go on
@@ -239,6 +259,7 @@ class InferenceCore:
             if partner is not None:
                 ood_errors = anomaly_rule.effective_errors(results[1].outputs[OUTPUT_ERROR], ood_batch)
             anomaly = partner.spec.anomaly if partner is not None else None
+            self._observe(call, probabilities.argmax(axis=1), ood_errors)
             items = []
             for i, row in enumerate(probabilities):
                 top = np.argsort(-row, kind="stable")[:k]
@@ -260,7 +281,9 @@ class InferenceCore:
             outputs = await self._run(call, inputs)
             anomaly = call.served.spec.anomaly if task == "reconstruct" else None
             errors = outputs[OUTPUT_ERROR]
-            effective = anomaly_rule.effective_errors(errors, call.batch) if anomaly else errors
+            watched = call.served.drift is not None
+            effective = anomaly_rule.effective_errors(errors, call.batch) if anomaly or watched else errors
+            self._observe(call, None, effective)
             scores = anomaly_rule.normalized_score(effective, anomaly.value) if anomaly else None
             maps = outputs.get(OUTPUT_ANOMALY_MAP)
             items = [
@@ -286,6 +309,7 @@ class InferenceCore:
     async def encode(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Encoding]:
         with self._request(ref, "encode", inputs) as call:
             outputs = await self._run(call, inputs)
+            self._observe(call)
             items = [Encoding(latent=row) for row in outputs[OUTPUT_LATENT]]
         return call.result(items)
 
@@ -298,6 +322,11 @@ class InferenceCore:
                 raise InvalidInput(f"unknown output(s) {unknown}; model {spec.name!r} has {declared}")
             results = await self._run(call, inputs)
             chosen = {name: results[name] for name in (outputs or declared)}
+            if call.served.drift is not None:
+                probabilities, errors = results.get(OUTPUT_PROBABILITIES), results.get(OUTPUT_ERROR)
+                predicted = None if probabilities is None else probabilities.argmax(axis=1)
+                scores = None if errors is None else anomaly_rule.effective_errors(errors, call.batch)
+                self._observe(call, predicted, scores)
         done = call.result([])
         return InferResult(done.model, chosen, labels=spec.labels, applied=done.applied)
 

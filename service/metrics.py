@@ -144,6 +144,17 @@ class Metrics:
         self.model_state = Gauge(
             "pixelserve_model_state", state_help, [*model, "state"], registry=r, multiprocess_mode="livemax"
         )
+        psi_help = (
+            "Population stability index of live traffic against the model's test split (model.json drift), over "
+            "the rolling window: statistic pixels, predictions, ood_score or reconstruction_error."
+        )
+        self.drift_psi = Gauge(
+            "pixelserve_drift_psi", psi_help, [*model, "statistic"], registry=r, multiprocess_mode="livemax"
+        )
+        window_help = "Images in the drift window the PSI gauges are computed over."
+        self.drift_images = Gauge(
+            "pixelserve_drift_window_images", window_help, model, registry=r, multiprocess_mode="livesum"
+        )
         self._known_models: set[str] = set()
         self._children: dict[tuple[tuple[str, str, str], int | None], tuple[Any, dict[str, Any]]] = {}
         self._in_flight_children: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelserve import drift
 from pixelserve.measured import Calibration, DriftBaseline
 from pixelserve.modelspec import (
     MODEL_FILE,
@@ -33,8 +34,6 @@ from pixelserve.training.recipes import Recipe
 
 log = logging.getLogger(__name__)
 
-PIXEL_BINS = 16
-DECILES = np.linspace(0.1, 0.9, 9)
 MIN_CHANGE = 0.05  # a temperature within 5% of 1 is left out of the graph: nothing to correct
 
 
@@ -60,31 +59,25 @@ def _calibrate(staging: Path, data: Dataset, recipe: Recipe) -> Calibration | No
     if helps:
         graph.add_temperature(staging / MODEL_FILE, temperature)
         served = evaluate.run_batched(evaluate.cpu_session(staging / MODEL_FILE), data.x_test, OUTPUT_PROBABILITIES)
-        drift = float(np.abs(served - calibration.scale(test, temperature)).max())
-        if drift > 1e-5:
-            raise RuntimeError(f"the calibrated graph differs from temperature scaling by {drift:.2e}")
+        gap = float(np.abs(served - calibration.scale(test, temperature)).max())
+        if gap > 1e-5:
+            raise RuntimeError(f"the calibrated graph differs from temperature scaling by {gap:.2e}")
         return fitted
     log.info("temperature %.3f would not lower the validation ECE: left out of the graph", temperature)
     return fitted.model_copy(update={"in_graph": False, "after": fitted.before})
 
 
-def _histogram(batch: np.ndarray) -> list[float]:
-    counts, _ = np.histogram(batch, bins=PIXEL_BINS, range=(0, 256))
-    return [round(float(c) / max(1, batch.size), 6) for c in counts]
-
-
-def drift_baseline(spec: ModelSpec, staging: Path, data: Dataset, scores: np.ndarray | None, score: str | None
-                   ) -> DriftBaseline:  # fmt: skip
-    """The test split as served: pixel histogram of the model input, prediction shares, score deciles."""
+def drift_baseline(spec: ModelSpec, staging: Path, inputs: np.ndarray, scores: np.ndarray | None,
+                   score: str | None) -> DriftBaseline:  # fmt: skip
+    """The test split as served (`inputs`: what the model takes, noisy for a denoiser), in the statistics of
+    pixelserve.drift: pixel histogram, prediction shares, score deciles."""
     predictions = None
     if spec.task == "classify":
-        probabilities = evaluate.run_batched(
-            evaluate.cpu_session(staging / MODEL_FILE), data.x_test, OUTPUT_PROBABILITIES
-        )
-        counts = np.bincount(probabilities.argmax(axis=1), minlength=len(spec.labels or []))
-        predictions = [round(float(c) / len(data.x_test), 6) for c in counts]
-    edges = None if scores is None else [float(q) for q in np.quantile(scores, DECILES)]
-    return DriftBaseline(samples=len(data.x_test), pixel_histogram=_histogram(data.x_test), predictions=predictions,
+        probabilities = evaluate.run_batched(evaluate.cpu_session(staging / MODEL_FILE), inputs, OUTPUT_PROBABILITIES)
+        predictions = drift.shares(drift.class_counts(probabilities.argmax(axis=1), len(spec.labels or [])))
+    edges = None if scores is None else drift.score_edges(scores)
+    pixels = drift.shares(drift.pixel_counts(inputs))
+    return DriftBaseline(samples=len(inputs), pixel_histogram=pixels, predictions=predictions,
                          score=score if scores is not None else None, score_edges=edges)  # fmt: skip
 
 
@@ -111,7 +104,7 @@ def finish_classifier(staging: Path, spec: ModelSpec, recipe: Recipe, data: Data
         pairing = pairing.model_copy(update={"ood": report, "ood_version": None})
         scores = detection.served_errors(evaluate.cpu_session(partner / MODEL_FILE), data.x_test)
     spec = spec.model_copy(update={"calibration": fitted, "quality": quality, "pairing": pairing})
-    spec = spec.model_copy(update={"drift": drift_baseline(spec, staging, data, scores, "ood_score")})
+    spec = spec.model_copy(update={"drift": drift_baseline(spec, staging, data.x_test, scores, "ood_score")})
     golden = write_golden_set(spec, session, data, staging, seed=recipe.seed)
     return spec.model_copy(update={"golden": golden})
 
@@ -156,6 +149,11 @@ def finish_autoencoder(staging: Path, spec: ModelSpec, recipe: Recipe, data: Dat
         found = detection.anomaly_detection(staging, data_dir, uploaded=True)
         anomaly = anomaly.model_copy(update={"detection": found})
     spec = spec.model_copy(update={"anomaly": anomaly})
-    spec = spec.model_copy(update={"drift": drift_baseline(spec, staging, data, scores, "reconstruction_error")})
+    served = data.x_test
+    if spec.task == "denoise":  # a denoiser is sent noisy images: its baseline is of those
+        served = evaluate.add_noise(data.x_test, recipe.noise_sigma, seed=recipe.seed)
+        scores = detection.served_errors(session, served)
+    baseline = drift_baseline(spec, staging, served, scores, "reconstruction_error")
+    spec = spec.model_copy(update={"drift": baseline})
     golden = write_golden_set(spec, session, data, staging, sigma=recipe.noise_sigma, seed=recipe.seed)
     return spec.model_copy(update={"golden": golden})

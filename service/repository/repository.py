@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from pixelserve.modelspec import NAME_PATTERN
 from pixelserve.service.batching import DynamicBatcher
+from pixelserve.service.drift import DriftWindow
 from pixelserve.service.errors import ModelNotFound, ModelNotReady
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.repository import disk
@@ -191,6 +192,8 @@ class ModelRepository:
         )
         old = model.served
         model.served = ServedVersion(found, found.spec, runners, batcher)
+        if s.drift_monitoring and found.spec.drift is not None:
+            model.served.drift = DriftWindow(found.spec.drift, s.drift_window_s)
         record.rejected, record.reason = None, ""
         log.info(
             "serving %s version %d on %s (loaded in %.0f ms%s)",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pixelserve.modelspec import ModelSpec
 from pixelserve.service.batching import DynamicBatcher
+from pixelserve.service.drift import DriftWindow
 from pixelserve.service.repository.disk import DiskVersion, Fingerprint
 from pixelserve.service.runtime import ModelRunner
 from pixelserve.service.stats import RequestStats
@@ -28,6 +29,7 @@ class ServedVersion:
         self.runners = runners
         self.batcher = batcher
         self.requests = RequestStats()
+        self.drift: DriftWindow | None = None  # set when drift monitoring is on and model.json has a baseline
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,15 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.support import DASHBOARD, ROOT, dashboard_queries
-from tests.service.models import CLASSIFIER, DENOISER, build_repository, encode_image, random_images
+from tests.service.models import (
+    AUTOENCODER,
+    CLASSIFIER,
+    DENOISER,
+    add_drift_baseline,
+    build_repository,
+    encode_image,
+    random_images,
+)
 from tests.service.rest_support import server_process
 
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -29,12 +38,18 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """Sample name -> label names, from a real server's /metrics after one request of each task we chart."""
     tmp = tmp_path_factory.mktemp("dashboard")
     repository = build_repository(tmp / "models")
-    with server_process(repository, tmp / "server.log") as server:
+    for model in (AUTOENCODER, CLASSIFIER):  # so the drift gauges exist too
+        add_drift_baseline(repository, model, random_images(200, seed=3))
+    drift = ("--drift-min-samples", "1", "--drift-refresh-s", "0.05")
+    with server_process(repository, tmp / "server.log", *drift) as server:
         png = encode_image(random_images(1)[0])
         for model, task in ((CLASSIFIER, "classify"), (DENOISER, "denoise"), ("no-such-model", "classify")):
             response = httpx.post(f"{server.url}/v1/models/{model}:{task}", content=png, timeout=10)
             assert response.status_code == (404 if model.startswith("no-such") else 200), response.text
-        text = httpx.get(f"{server.url}/metrics", timeout=10).text
+        deadline = time.monotonic() + 10
+        while "pixelserve_drift_psi{" not in (text := httpx.get(f"{server.url}/metrics", timeout=10).text):
+            assert time.monotonic() < deadline, "no drift gauges after a refresh"
+            time.sleep(0.05)
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -47,7 +62,8 @@ def test_dashboard_is_valid_json_with_unique_panel_ids() -> None:
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids)) and dashboard["uid"] == "pixelserve"
     titles = " ".join(panel["title"].lower() for panel in dashboard["panels"])
-    for topic in ("request rate", "p50", "p95", "p99", "queue", "compute", "batch size", "error", "model state"):
+    topics = ("request rate", "p50", "p95", "p99", "queue", "compute", "batch size", "error", "model state", "drift")
+    for topic in topics:
         assert topic in titles, topic
 
 
@@ -57,6 +73,18 @@ def test_every_metric_the_dashboard_queries_exists_in_a_live_metrics_endpoint(ex
     assert len(queried) >= 8
     missing = queried - set(exported)
     assert not missing, f"the dashboard queries metrics the server does not export: {sorted(missing)}"
+
+
+def test_every_metric_and_label_the_alert_rules_use_exists_in_a_live_metrics_endpoint(exported) -> None:
+    groups = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())["groups"]
+    expressions = [rule["expr"] for group in groups for rule in group["rules"]]
+    assert expressions
+    for expr in expressions:
+        names = METRIC.findall(expr)
+        assert names and set(names) <= set(exported), expr
+        available = set().union(*(exported[name] for name in names))
+        used = {m for group in GROUPING.findall(expr) for m in re.findall(r"\w+", group)}
+        assert used <= available, f"{expr}: labels {sorted(used - available)} do not exist"
 
 
 def test_every_label_the_dashboard_uses_exists_on_the_metrics_it_queries(exported) -> None:

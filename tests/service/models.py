@@ -16,6 +16,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from pixelserve import anomaly, drift
+from pixelserve.measured import DriftBaseline
 from pixelserve.modelspec import (
     INPUT_IMAGE,
     MODEL_FILE,
@@ -270,3 +272,30 @@ def encode_image(pixels: np.ndarray, image_format: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format=image_format)
     return buffer.getvalue()
+
+
+def add_drift_baseline(repo: Path, name: str, images: np.ndarray, version: int = 1) -> DriftBaseline:
+    """Record in model.json the drift baseline export would, with `images` standing in for the test split:
+    their pixel histogram, the predicted classes and the served score's deciles (a classifier's from its
+    paired autoencoder, which must already be written)."""
+    path = repo / name / str(version) / SPEC_FILE
+    spec = ModelSpec.load(path)
+    predictions, score, scores = None, None, None
+    if spec.task == "classify":
+        (probabilities,) = reference_session(repo, name, version).run([OUTPUT_PROBABILITIES], {INPUT_IMAGE: images})
+        predictions = drift.shares(drift.class_counts(probabilities.argmax(axis=1), len(spec.labels or [])))
+        if spec.pairing is not None:
+            (errors,) = reference_session(repo, spec.pairing.ood_model).run([OUTPUT_ERROR], {INPUT_IMAGE: images})
+            score, scores = "ood_score", anomaly.effective_errors(errors, images)
+    else:
+        (errors,) = reference_session(repo, name, version).run([OUTPUT_ERROR], {INPUT_IMAGE: images})
+        score, scores = "reconstruction_error", anomaly.effective_errors(errors, images)
+    baseline = DriftBaseline(
+        samples=len(images),
+        pixel_histogram=drift.shares(drift.pixel_counts(images)),
+        predictions=predictions,
+        score=score,
+        score_edges=None if scores is None else drift.score_edges(scores),
+    )
+    spec.model_copy(update={"drift": baseline}).dump(path)
+    return baseline

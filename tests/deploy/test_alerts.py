@@ -1,0 +1,99 @@
+"""The Prometheus alert rules: valid for the real promtool, loaded by the shipped configuration, and firing
+on drift (and only on drift that lasts), checked by promtool's rule unit tests on drift gauge series."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.support import ROOT
+
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+ALERTS = PROMETHEUS / "alerts.yml"
+
+pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus) not installed")
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_config_and_rules_pass_promtool() -> None:
+    checked = promtool("check", "config", str(PROMETHEUS / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "1 rule files found" in checked.stdout + checked.stderr
+    rules = promtool("check", "rules", str(ALERTS))
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+
+
+def _unit_test(tmp_path: Path, series: list[dict], alerts: list[dict]) -> subprocess.CompletedProcess[str]:
+    spec = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": alerts}],
+    }
+    path = tmp_path / "alerts_test.yml"
+    path.write_text(yaml.safe_dump(spec))
+    return promtool("test", "rules", str(path))
+
+
+def _psi(model: str, statistic: str, values: str) -> dict:
+    return {"series": f'pixelserve_drift_psi{{model="{model}",version="1",statistic="{statistic}",instance="a"}}',
+            "values": values}  # fmt: skip
+
+
+SERIES = [
+    _psi("steady", "pixels", "0.03x40"),  # in distribution all along
+    _psi("shifted", "ood_score", "0.05x5 0.6x35"),  # foreign traffic from minute 5 on
+    _psi("blip", "pixels", "0.05x5 0.9x5 0.05x30"),  # five minutes of odd traffic, then back
+]
+
+
+def _annotations(model: str, statistic: str, value: str) -> dict[str, str]:
+    return {
+        "summary": f"{model} v1: traffic has drifted ({statistic})",
+        "description": f"The population stability index of {statistic} is {value} (over 0.25 for 15 minutes) "
+        "against the test split the model was measured on. Check what clients send, and sample it with payload "
+        "logging to retrain on.",
+    }
+
+
+def _significant(at: str, firing: list[tuple[str, str, str]]) -> dict:
+    return {
+        "eval_time": at,
+        "alertname": "PixelserveDriftSignificant",
+        "exp_alerts": [
+            {
+                "exp_labels": {"model": m, "version": "1", "statistic": s, "severity": "warning"},
+                "exp_annotations": _annotations(m, s, v),
+            }
+            for m, s, v in firing
+        ],
+    }
+
+
+def test_significant_drift_fires_after_fifteen_minutes_and_only_for_the_shifted_model(tmp_path: Path) -> None:
+    alerts = [_significant("15m", []), _significant("25m", [("shifted", "ood_score", "0.60")])]
+    result = _unit_test(tmp_path, SERIES, alerts)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_unit_test_would_catch_a_rule_that_fires_on_steady_traffic(tmp_path: Path) -> None:
+    """The same harness fails when the expectation is wrong: the rule tests above can fail."""
+    wrong = [_significant("25m", [("shifted", "ood_score", "0.60"), ("steady", "pixels", "0.03")])]
+    result = _unit_test(tmp_path, SERIES, wrong)
+    assert result.returncode != 0
+    assert "FAILED" in result.stdout + result.stderr
+
+
+def test_compose_and_the_image_ship_the_rules_next_to_the_config() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    volumes = compose["services"]["prometheus"]["volumes"]
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in volumes
+    assert "alerts.yml" in (PROMETHEUS / "Dockerfile").read_text()
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
