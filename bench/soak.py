@@ -20,6 +20,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -45,6 +46,9 @@ DENOISER = "mnist-denoiser"
 SIDE = 28
 # Each client cycles through this list (starting at its own offset): denoise a fifth as often as each other kind.
 CYCLE = ["rest_classify", "rest_v2", "grpc_v2", "grpc_task"] * 5 + ["rest_denoise"]
+# Idle pooled connections are dropped before the server's keep-alive timeout (5 s by default) closes them: a
+# client that keeps them exactly as long races the server's close, and a POST sent into it fails (ReadError).
+KEEPALIVE_EXPIRY_S = 2.0
 
 
 @dataclass
@@ -189,7 +193,8 @@ async def sample(pid: int, every_s: float, deadline: float, into: list[tuple[flo
 async def soak(http_address: str, grpc_address: str, pid: int, args: argparse.Namespace) -> dict:
     tally = Tally()
     samples: list[tuple[float, int]] = []
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency,
+                          keepalive_expiry=KEEPALIVE_EXPIRY_S)  # fmt: skip
     async with (
         httpx.AsyncClient(base_url=f"http://{http_address}", limits=limits, timeout=30) as http,
         grpc.aio.insecure_channel(grpc_address) as channel,
@@ -204,6 +209,7 @@ async def soak(http_address: str, grpc_address: str, pid: int, args: argparse.Na
             *(client(traffic, i * 3, deadline, tally) for i in range(args.concurrency)),
         )
         elapsed = time.monotonic() - started
+        exposition = (await http.get("/metrics")).text
     rss = [value for _, value in samples]
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -219,8 +225,19 @@ async def soak(http_address: str, grpc_address: str, pid: int, args: argparse.Na
         "errors": sum(tally.errors.values()),
         "by_kind": {k: {"requests": tally.requests[k], "errors": tally.errors[k]} for k in sorted(tally.requests)},
         "first_errors": tally.first_errors,
+        "server_counters": server_counters(exposition),
         "samples": [(round(t, 1), round(v / 2**20, 1)) for t, v in samples],
     }
+
+
+def server_counters(exposition: str) -> dict[str, float]:
+    """What the server counted: closed connections by reason, requests by final code."""
+    counted: Counter = Counter()
+    for line in exposition.splitlines():
+        for name, label in (("pixelserve_connections_closed_total", "reason"), ("pixelserve_requests_total", "code")):
+            if line.startswith(name + "{") and (found := re.search(label + r'="([^"]*)"', line)):
+                counted[f"{name}{{{label}={found.group(1)}}}"] += float(line.rsplit(" ", 1)[1])
+    return dict(sorted(counted.items()))
 
 
 def report(result: dict) -> str:
@@ -232,6 +249,8 @@ def report(result: dict) -> str:
         f"  requests {result['requests']} ({result['requests_per_s']}/s), errors {result['errors']}",
         *(f"    {kind}: {v['requests']} requests, {v['errors']} errors" for kind, v in result["by_kind"].items()),
         *(f"  error: {e}" for e in result["first_errors"]),
+        *(f"  server: {name} {value:g}" for name, value in result["server_counters"].items()),
+        *(f"  server log: {line}" for line in result.get("server_log", [])),
     ]
     return "\n".join(lines)
 
@@ -251,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         with pixelserve(repository, ["--device=cpu", *args.server_args], Path(tmp) / "server.log") as endpoints:
             pid = server_pid(int(endpoints.http.rsplit(":", 1)[1]))
             result = asyncio.run(soak(endpoints.http, endpoints.grpc, pid, args))
+        if result["errors"]:  # the server's warnings and errors (it logs nothing else here), for the diagnosis
+            result["server_log"] = (Path(tmp) / "server.log").read_text(errors="replace").splitlines()[-40:]
     print(report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
