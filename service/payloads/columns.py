@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pixelserve.service import images
-from pixelserve.service.payloads.record import Inputs, LoggedTask, PayloadRecord
+from pixelserve.service.payloads.record import Inputs, LoggedTask, PayloadRecord, new_id, utc_iso
 from pixelserve.service.rows import INFER_COLUMNS, Row, error_row, infer_rows, result_rows
 from pixelserve.service.scoring import sinks
 from pixelserve.service.types import InferResult, Reconstruction
@@ -56,7 +56,8 @@ def input_images(inputs: Inputs) -> list[bytes]:
 def record_rows(record: PayloadRecord) -> list[Row]:
     """One row per input image, every column of the task present (null where it does not apply)."""
     encoded = input_images(record.inputs)
-    ids = [f"{record.log_id}-{i}" for i in range(len(encoded))]
+    log_id = new_id()
+    ids = [f"{log_id}-{i}" for i in range(len(encoded))]
     paths = [None] * len(encoded)
     result = record.result
     if result is None:
@@ -72,8 +73,8 @@ def record_rows(record: PayloadRecord) -> list[Row]:
                     row["output_image"] = images.encode_png(item.image)
     applied = result.applied if result is not None else None
     common = {
-        "request_id": record.request_id,
-        "time": record.time,
+        "request_id": record.request_id or log_id,
+        "time": utc_iso(record.time),
         "trace_id": record.trace_id,
         "protocol": record.protocol,
         "task": record.task,

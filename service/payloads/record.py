@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from time import time as epoch_seconds
 from typing import Any, Literal
 
 import numpy as np
@@ -18,8 +19,8 @@ LoggedTask = Literal["classify", "denoise", "reconstruct", "encode", "infer"]  #
 Inputs = Sequence[bytes] | np.ndarray  # encoded files as received, or a uint8 (or float32 0..255) NHWC/NHW tensor
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+def utc_iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def new_id() -> str:
@@ -32,12 +33,13 @@ def _inputs(inputs: ImageInputs | Inputs) -> Inputs:
     return inputs
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PayloadRecord:
-    """A request's inputs and its answer (`result`), or the `error` it failed with.
+    """A request's inputs and its answer (`result`), or the `error` it failed with; not to be changed once offered.
 
-    `request_id` is the client's id when it sent one, else a fresh uuid; each image's row `id` is
-    `<log_id>-<index>`, unique even when clients reuse request ids. `trace_id` is the W3C trace id or "".
+    `request_id` is the client's id, or "" for a fresh uuid; `trace_id` the W3C trace id or "". `time` is when
+    the request was answered (epoch seconds). Ids and the time's text are made in the writer thread, not here:
+    each image's row `id` is `<uuid>-<index>`, unique even when clients reuse request ids.
     """
 
     protocol: str  # the adapter it came through, e.g. "rest", "grpc", "rest-v2", "grpc-v2"
@@ -49,12 +51,7 @@ class PayloadRecord:
     error: str | None = None
     request_id: str = ""
     trace_id: str = ""
-    time: str = field(default_factory=utc_now)
-    log_id: str = field(default_factory=new_id)
-
-    def __post_init__(self) -> None:
-        if not self.request_id:
-            object.__setattr__(self, "request_id", self.log_id)
+    time: float = field(default_factory=epoch_seconds)
 
     @classmethod
     def answered(

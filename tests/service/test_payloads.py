@@ -9,7 +9,9 @@ import json
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,8 @@ async def test_log_holds_exactly_the_rows_offered_with_the_results_outputs(core,
         np.testing.assert_array_equal(pixels(row["image"]), image)  # a tensor, logged as PNG
         assert (row["reconstruction_error"], row["is_anomaly"]) == (item.error, item.is_anomaly)
         assert row["anomaly_threshold"] == item.threshold and row["resize"] is None
+        assert uuid.UUID(row["request_id"]).version == 4 and row["id"].startswith(row["request_id"] + "-")
+        assert datetime.fromisoformat(row["time"]).utcoffset() == timedelta(0)
     for row, item, image in zip(rows["denoise"], denoised.items, batch, strict=True):
         np.testing.assert_array_equal(pixels(row["image"]), image)
         expected = np.rint(np.clip(item.image, 0, 1) * 255).astype(np.uint8)
