@@ -27,7 +27,7 @@ from pixelserve.modelspec import (
     OUTPUT_RECONSTRUCTION,
     ModelSpec,
 )
-from pixelserve.service import images
+from pixelserve.service import access_log, images
 from pixelserve.service.batching import Completed
 from pixelserve.service.drift import DriftMonitor, DriftWindow
 from pixelserve.service.errors import (
@@ -162,6 +162,7 @@ class InferenceCore:
         self._in_flight += 1
         try:
             with self.repository.lease(ref) as served:
+                access_log.note_served(served.name, served.version)
                 call = _Call(served, inputs)
                 try:
                     _check_task(served.spec, task)

@@ -155,6 +155,8 @@ class Metrics:
         self.drift_images = Gauge(
             "pixelserve_drift_window_images", window_help, model, registry=r, multiprocess_mode="livesum"
         )
+        dropped_help = "Access log entries dropped because the writer was behind (the request was not held up)."
+        self.access_log_dropped = Counter("pixelserve_access_log_dropped_total", dropped_help, registry=r)
         self._known_models: set[str] = set()
         self._children: dict[tuple[tuple[str, str, str], int | None], tuple[Any, dict[str, Any]]] = {}
         self._in_flight_children: dict[str, Any] = {}

@@ -25,10 +25,11 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
+from pixelserve.service.access_log import AccessLog
 from pixelserve.service.core import InferenceCore
 from pixelserve.service.grpc.server import create_grpc_server
 from pixelserve.service.metrics import Metrics
-from pixelserve.service.rest.app import create_app
+from pixelserve.service.rest.app import INTERNAL, create_app
 from pixelserve.service.rest.connections import guarded_protocol, uploads_in_progress
 from pixelserve.service.settings import Settings
 from pixelserve.service.workers import METRICS_DIR_ENV, StatsExchange, worker_index
@@ -127,6 +128,7 @@ async def warm_routes(app: ASGIApp) -> None:
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
         "path": "/warm-up", "raw_path": b"/warm-up", "root_path": "", "query_string": b"", "headers": [],
         "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0), "state": {},
+        "extensions": {INTERNAL: {}},  # not a client's: neither logged nor traced
     }  # fmt: skip
 
     async def receive() -> dict:
@@ -158,9 +160,10 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
     if worker:
         log.info("worker %d: loading models before listening", worker_index())
         await core.start()
-    grpc_server = create_grpc_server(core, settings, metrics, core.tracing)
+    access = AccessLog(metrics, settings.access_log_buffer) if settings.access_log else None
+    grpc_server = create_grpc_server(core, settings, metrics, core.tracing, access)
     sock = http_socket(settings)
-    app = create_app(core, settings, metrics, core.tracing)
+    app = create_app(core, settings, metrics, core.tracing, access)
     http = _HttpServer(
         uvicorn.Config(
             app,
@@ -226,6 +229,8 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
         await core.close()
         if core.tracing is not None:
             core.tracing.shutdown()  # flushes the spans still buffered
+        if access is not None:
+            access.close()
         sock.close()
         if use_signals:
             for sig in SIGNALS:

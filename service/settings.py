@@ -74,6 +74,9 @@ class Settings(CommandSettings):
     drift_window_s: float = Field(3600.0, gt=0, description="how much recent traffic the drift gauges are of")
     drift_min_samples: int = Field(500, ge=1, description="images in the window before drift is reported")
     drift_refresh_s: float = Field(15.0, gt=0, description="how often the drift gauges are recomputed")
+    access_log: bool = Field(True, description="one JSON line per request on stderr, written off the request path")
+    access_log_probes: bool = Field(False, description="log health checks and /metrics scrapes too")
+    access_log_buffer: int = Field(10_000, ge=1, description="entries queued for the writer; more are dropped")
     tracing: bool = Field(
         False, description="OpenTelemetry spans per request (exporter and service name from OTEL_* variables)"
     )

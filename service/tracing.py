@@ -116,6 +116,12 @@ class Tracing:
         return trace.get_current_span().get_span_context()
 
     @staticmethod
+    def trace_id() -> str:
+        """The current trace's id as W3C writes it (32 hex digits), "" outside a request."""
+        context = trace.get_current_span().get_span_context()
+        return format(context.trace_id, "032x") if context.is_valid else ""
+
+    @staticmethod
     def response_headers() -> dict[str, str]:
         """The current span's context for a response (traceparent, tracestate), as the request carried it."""
         carrier: dict[str, str] = {}

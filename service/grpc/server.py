@@ -17,12 +17,13 @@ from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2, pixelserve
 from pixelserve.service.grpc.health import HealthServicer
 from pixelserve.service.grpc.task_servicer import TaskServicer
 from pixelserve.service.grpc.v2_servicer import InferenceServicer
-from pixelserve.service.grpc.wire import add_guarded
+from pixelserve.service.grpc.wire import Wrapper, add_guarded
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import Core
 
-if TYPE_CHECKING:  # imported only when tracing is on
+if TYPE_CHECKING:  # imported only when they are on
+    from pixelserve.service.access_log import AccessLog
     from pixelserve.service.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,15 @@ def bind_address(settings: Settings) -> str:
 
 
 def create_grpc_server(
-    core: Core, settings: Settings, metrics: Metrics, tracing: Tracing | None = None
+    core: Core,
+    settings: Settings,
+    metrics: Metrics,
+    tracing: Tracing | None = None,
+    access: AccessLog | None = None,
 ) -> grpc.aio.Server:
     """The server with its port bound (port 0 picks a free one; see the log line) but not started. With
-    `tracing`, every call of the task and V2 services is a server span (health checks are not traced)."""
+    `tracing`, every call of the task and V2 services is a server span; with `access`, each is logged
+    (health checks are neither)."""
     interceptors = [ApiKeyInterceptor(settings.api_key.get_secret_value())] if settings.api_key else []
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -77,10 +83,19 @@ def create_grpc_server(
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
+    wrappers: list[Wrapper] = []
+    if access is not None:
+        from pixelserve.service.grpc.access import access_logged
+
+        wrappers.append(access_logged(access, tracing.trace_id if tracing is not None else None))
+    if tracing is not None:  # outermost, so the access log sees the call's trace
+        from pixelserve.service.grpc.tracing import traced
+
+        wrappers.append(traced(tracing))
     add_guarded(pixelserve_pb2_grpc.add_PixelServeServicer_to_server, TaskServicer(core, settings, metrics), server,
-                tracing)  # fmt: skip
+                wrappers)  # fmt: skip
     add_guarded(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
-                InferenceServicer(core, settings, metrics), server, tracing)  # fmt: skip
+                InferenceServicer(core, settings, metrics), server, wrappers)  # fmt: skip
     add_guarded(health_pb2_grpc.add_HealthServicer_to_server, HealthServicer(core, (TASK_SERVICE, V2_SERVICE)), server)
     reflection.enable_server_reflection(
         (TASK_SERVICE, V2_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server, pool=reflection_pool()

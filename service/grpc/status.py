@@ -14,6 +14,7 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
+from pixelserve.service import access_log
 from pixelserve.service.errors import ServiceError, mapping_for
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,10 @@ def status_of(error: Exception, method: str) -> tuple[grpc.StatusCode, str]:
 async def abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> NoReturn:
     code, message = status_of(error, method)
     if isinstance(error, ServiceError) and error.retry_after is not None:
-        context.set_trailing_metadata((("retry-after", f"{error.retry_after:g}"),))
+        trailing = [("retry-after", f"{error.retry_after:g}")]
+        if rid := access_log.current_request_id():  # set_trailing_metadata replaces the access log's
+            trailing.append((access_log.REQUEST_ID_HEADER, rid))
+        context.set_trailing_metadata(tuple(trailing))
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # abort always raises; this keeps type checkers honest
 

@@ -29,8 +29,16 @@ def _status(span: Any, context: grpc.aio.ServicerContext) -> None:
     span.set_attribute("rpc.grpc.status_code", int(value))
 
 
-def traced(behavior: Behavior, method: str, tracing: Tracing, response_streaming: bool) -> Behavior:
-    """`behavior` (the guarded handler) inside the call's server span."""
+def traced(tracing: Tracing) -> Callable[[Behavior, str, bool], Behavior]:
+    """A registration-time wrapper (see wire.add_guarded): each call inside its server span."""
+
+    def wrap(behavior: Behavior, method: str, response_streaming: bool) -> Behavior:
+        return _traced(behavior, method, tracing, response_streaming)
+
+    return wrap
+
+
+def _traced(behavior: Behavior, method: str, tracing: Tracing, response_streaming: bool) -> Behavior:
     attributes = _attributes(method)
     name = method.lstrip("/")
 

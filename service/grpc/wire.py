@@ -8,18 +8,18 @@ the error table, like every other bad input. The handlers are wrapped once, when
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from pixelserve.service.errors import InvalidInput, mapping_for
 
-if TYPE_CHECKING:  # imported only when tracing is on
-    from pixelserve.service.tracing import Tracing
-
 Parse = Callable[[bytes], Any]
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+# Wraps a method's behaviour (method name, response streaming) at registration: tracing, the access log.
+Wrapper = Callable[[Behavior, str, bool], Behavior]
 
 
 def _invalid(method: str) -> tuple[grpc.StatusCode, str]:
@@ -37,7 +37,7 @@ def _parse(parse: Parse, raw: bytes) -> Any:
 _CORRUPT = object()
 
 
-def _guard(handler: grpc.RpcMethodHandler, method: str, tracing: Tracing | None = None) -> grpc.RpcMethodHandler:
+def _guard(handler: grpc.RpcMethodHandler, method: str, wrappers: Sequence[Wrapper] = ()) -> grpc.RpcMethodHandler:
     parse = handler.request_deserializer
     code, message = _invalid(method)
 
@@ -84,10 +84,8 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, tracing: Tracing | None 
             else grpc.stream_unary_rpc_method_handler
         )
         wrapped = streaming if handler.response_streaming else streaming_unary
-    if tracing is not None:
-        from pixelserve.service.grpc.tracing import traced
-
-        wrapped = traced(wrapped, method, tracing, handler.response_streaming)
+    for wrap in wrappers:
+        wrapped = wrap(wrapped, method, handler.response_streaming)
     return factory(wrapped, request_deserializer=None, response_serializer=handler.response_serializer)
 
 
@@ -105,14 +103,14 @@ class _Collect:
 
 
 def add_guarded(
-    add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server, tracing: Tracing | None = None
+    add: Callable[[Any, Any], None], servicer: object, server: grpc.aio.Server, wrappers: Sequence[Wrapper] = ()
 ) -> None:
-    """`add(servicer, server)` as generated, with every method's parsing guarded and, when `tracing` is given,
-    every call in a server span. Done once at registration (not as an interceptor, which would cost every
-    call an extra coroutine)."""
+    """`add(servicer, server)` as generated, with every method's parsing guarded and then wrapped by each of
+    `wrappers` in turn (the last outermost). Done once at registration (not as an interceptor, which would
+    cost every call an extra coroutine, wrappers or not)."""
     collected = _Collect()
     add(servicer, collected)
     for service, handlers in collected.services.items():
-        guarded = {name: _guard(handler, f"/{service}/{name}", tracing) for name, handler in handlers.items()}
+        guarded = {name: _guard(handler, f"/{service}/{name}", wrappers) for name, handler in handlers.items()}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, guarded),))
         server.add_registered_method_handlers(service, guarded)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 import pixelserve
 from pixelserve.service.metrics import Metrics
@@ -23,7 +23,8 @@ from pixelserve.service.rest.v2 import create_v2_health_router, create_v2_router
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import Core
 
-if TYPE_CHECKING:  # imported only when tracing is on
+if TYPE_CHECKING:  # imported only when they are on
+    from pixelserve.service.access_log import AccessLog
     from pixelserve.service.tracing import Tracing
 
 DESCRIPTION = """Image classification, denoising and reconstruction (anomaly score) on ONNX models.
@@ -35,14 +36,32 @@ DESCRIPTION = """Image classification, denoising and reconstruction (anomaly sco
 """
 
 
-def create_app(core: Core, settings: Settings, metrics: Metrics, tracing: Tracing | None = None) -> ASGIApp:
+INTERNAL = "pixelserve.internal"  # a scope extension marking the server's own requests (route warm-up)
+
+
+def is_internal(scope: Scope) -> bool:
+    return INTERNAL in (scope.get("extensions") or ())
+
+
+def create_app(
+    core: Core,
+    settings: Settings,
+    metrics: Metrics,
+    tracing: Tracing | None = None,
+    access: AccessLog | None = None,
+) -> ASGIApp:
     """A new app around a started (or starting) core; no globals, so tests can build several.
 
-    The hot routes are served by `FastPath` in front of FastAPI; CORS, when configured, wraps both, and
-    with `tracing` a server span wraps every request."""
+    The hot routes are served by `FastPath` in front of FastAPI; CORS, when configured, wraps both; with
+    `access` every request is logged, and with `tracing` a server span wraps it all."""
     app: ASGIApp = FastPath(create_api(core, settings, metrics), core, settings, metrics)
     if settings.cors_origins:
         app = CORSMiddleware(app, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    if access is not None:
+        from pixelserve.service.rest.access import AccessLogMiddleware
+
+        trace_id = tracing.trace_id if tracing is not None else None
+        app = AccessLogMiddleware(app, access, probes=settings.access_log_probes, trace_id=trace_id)
     if tracing is not None:
         from pixelserve.service.rest.tracing import TracingMiddleware
 

@@ -9,6 +9,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pixelserve.service.rest.app import is_internal
 from pixelserve.service.tracing import Tracing
 
 UNTRACED = re.compile(r"^/($|metrics$|ui(/|$)|v2/health/|v2/models/[^/]+(/versions/[^/]+)?/ready$)")
@@ -32,7 +33,7 @@ class TracingMiddleware:
         self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or UNTRACED.match(scope["path"]):
+        if scope["type"] != "http" or UNTRACED.match(scope["path"]) or is_internal(scope):
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]

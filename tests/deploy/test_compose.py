@@ -43,10 +43,14 @@ def test_compose_config_rejects_a_broken_file(compose, tmp_path) -> None:
     assert result.returncode != 0 and "helthcheck" in result.stderr
 
 
+OTEL_VARIABLES = {"OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+
+
 def test_every_server_setting_passes_through_from_the_environment(compose, monkeypatch) -> None:
-    """Each Settings field is a PIXELSERVE_* variable of both server services; a value set in the shell reaches
-    the container, and the fixed ones build valid settings."""
-    fields = {f"PIXELSERVE_{name.upper()}" for name in Settings.model_fields}
+    """Each Settings field is a PIXELSERVE_* variable of both server services (with the OpenTelemetry
+    variables tracing reads); a value set in the shell reaches the container, and the fixed ones build valid
+    settings."""
+    fields = {f"PIXELSERVE_{name.upper()}" for name in Settings.model_fields} | OTEL_VARIABLES
     services = config(compose, *PROFILES, env={"PIXELSERVE_MAX_BATCH_SIZE": "7"})["services"]
     for name in SERVERS:
         environment = services[name]["environment"]

@@ -78,9 +78,9 @@ def test_sigterm_under_load_drains_without_losing_an_accepted_request(model_repo
                     time.sleep(0.01)
 
         slow: dict[str, float] = {}
+        files = big_jpegs(64)  # made before the clock starts: on busy cores making them takes a while
 
         def slow_batch() -> None:
-            files = big_jpegs(64)
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 response = client.post(f"/v1/models/{CLASSIFIER}:classify", files=files)
             slow.update(status=response.status_code, results=len(response.json()["results"]), at=time.monotonic())
