@@ -24,11 +24,12 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from pixelserve.service.metrics import Metrics
+if TYPE_CHECKING:
+    from pixelserve.service.metrics import Metrics
 
 REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID = 128  # longer client ids are cut, so a client cannot make the log write arbitrary lines
@@ -46,6 +47,9 @@ class RequestNote:
 
 
 current: ContextVar[RequestNote | None] = ContextVar("pixelserve_request", default=None)
+# The transport of the request being handled ("rest", "grpc"), set by the adapters' request tracker; empty
+# for the core's in-process callers (batch scoring, verify), whose requests are not logged.
+protocol: ContextVar[str] = ContextVar("pixelserve_protocol", default="")
 
 
 def note_served(model: str, version: int) -> None:

@@ -49,14 +49,24 @@ def main(argv: list[str] | None = None) -> int:
         return supervise(settings, list(sys.argv[1:] if argv is None else argv))
     metrics = Metrics()
     try:
-        tracing = None
-        if settings.tracing:
-            from pixelserve.service.tracing import Tracing
-
-            tracing = Tracing()
+        core = _core(settings, metrics)
+    except ValueError as exc:  # a payload log or tracing exporter the settings cannot have
+        print(f"pixelserve serve: {exc}", file=sys.stderr)
+        return 2
+    try:
         with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
-            runner.run(serve(InferenceCore(settings, metrics, tracing), settings, metrics))
+            runner.run(serve(core, settings, metrics))
     except Exception:
         logging.getLogger("pixelserve.service.cli").exception("serving failed")
         return 1
     return 0
+
+
+def _core(settings: Settings, metrics: Metrics) -> InferenceCore:
+    """The core with what the settings turn on: tracing (its SDK imported only then), the payload log."""
+    tracing = None
+    if settings.tracing:
+        from pixelserve.service.tracing import Tracing
+
+        tracing = Tracing()
+    return InferenceCore(settings, metrics, tracing)

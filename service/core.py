@@ -35,6 +35,7 @@ from pixelserve.service.errors import (
     ModelNotFound,
     ModelNotReady,
     NotPermitted,
+    ServiceError,
     ShuttingDown,
     UnsupportedTask,
 )
@@ -62,10 +63,12 @@ from pixelserve.service.types import (
 )
 from pixelserve.service.workers import StatsExchange
 
-if TYPE_CHECKING:  # imported only when tracing is on
+if TYPE_CHECKING:  # imported only when they are on
+    from pixelserve.service.payloads import LoggedTask, PayloadLog
     from pixelserve.service.tracing import Tracing
 
 T = TypeVar("T")
+R = TypeVar("R", TaskResult, InferResult)
 
 
 def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
@@ -77,6 +80,11 @@ def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
     raise UnsupportedTask(
         f"model {spec.name!r} is a {spec.task} model and cannot {task}; use {spec.task} or raw inference"
     )
+
+
+def _logged_protocol(protocol: str, task: str) -> str:
+    """Raw inference is the V2 protocol over either transport: "rest-v2", "grpc-v2"."""
+    return f"{protocol}-v2" if task == "infer" else protocol
 
 
 @dataclass(slots=True)
@@ -124,6 +132,11 @@ class InferenceCore:
             self.drift = DriftMonitor(
                 metrics, self._drift_windows, refresh_s=settings.drift_refresh_s, min_samples=settings.drift_min_samples
             )
+        self.payloads: PayloadLog | None = None  # sampled requests into shards, when payload_log_dir is set
+        if settings.payload_log_dir is not None:
+            from pixelserve.service.payloads import PayloadLog
+
+            self.payloads = PayloadLog.from_settings(settings, on_count=metrics.payload_rows_counted)
         self._in_flight = 0
         self._started = False
         self._draining = False
@@ -147,6 +160,8 @@ class InferenceCore:
             await self.drift.stop()
         await self.repository.close()
         self.offload.close()
+        if self.payloads is not None:
+            await asyncio.to_thread(self.payloads.close)  # commits every open shard
 
     @property
     def in_flight(self) -> int:
@@ -167,8 +182,10 @@ class InferenceCore:
                 try:
                     _check_task(served.spec, task)
                     yield call
-                except BaseException:
+                except BaseException as error:
                     served.requests.failure_count += 1
+                    if self.payloads is not None and isinstance(error, ServiceError):
+                        self._log_failure(task or "infer", ref, inputs, error)
                     raise
                 if self.tracing is not None:
                     self.tracing.core_done()
@@ -211,6 +228,29 @@ class InferenceCore:
 
     def _drift_windows(self) -> list[tuple[str, int, DriftWindow]]:
         return [(s.name, s.version, s.drift) for s in self.repository.served() if s.drift is not None]
+
+    def _logged(self, task: LoggedTask, inputs: ImageInputs, result: R) -> R:
+        """A sampled answer into the payload log (when it is on and the request came through an adapter)."""
+        log = self.payloads
+        if log is None or not (protocol := access_log.protocol.get()) or not log.sample(result.model.name, task):
+            return result
+        from pixelserve.service.payloads import PayloadRecord
+
+        ids = {"request_id": access_log.current_request_id(), "trace_id": self._trace_id()}
+        log.offer(PayloadRecord.answered(_logged_protocol(protocol, task), task, inputs, result, **ids))
+        return result
+
+    def _log_failure(self, task: LoggedTask, ref: ModelRef, inputs: ImageInputs, error: ServiceError) -> None:
+        log = self.payloads
+        if log is None or not (protocol := access_log.protocol.get()) or not log.sample(ref.name, task):
+            return
+        from pixelserve.service.payloads import PayloadRecord
+
+        ids = {"request_id": access_log.current_request_id(), "trace_id": self._trace_id()}
+        log.offer(PayloadRecord.failed(_logged_protocol(protocol, task), task, inputs, ref, str(error), **ids))
+
+    def _trace_id(self) -> str:
+        return self.tracing.trace_id() if self.tracing is not None else ""
 
     @staticmethod
     def _observe(call: _Call, predicted: np.ndarray | None = None, scores: np.ndarray | None = None) -> None:
@@ -275,7 +315,7 @@ class InferenceCore:
                         anomaly_score=float(anomaly_rule.normalized_score(score, anomaly.value)) if verdict else None,
                     )
                 )
-        return call.result(items)
+        return self._logged("classify", inputs, call.result(items))
 
     async def _reconstruct(self, ref: ModelRef, inputs: ImageInputs, task: TaskName) -> TaskResult[Reconstruction]:
         with self._request(ref, task, inputs) as call:
@@ -298,7 +338,7 @@ class InferenceCore:
                 )
                 for i, image in enumerate(outputs[OUTPUT_RECONSTRUCTION])
             ]
-        return call.result(items)
+        return self._logged(task, inputs, call.result(items))
 
     async def denoise(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]:
         return await self._reconstruct(ref, inputs, "denoise")
@@ -312,7 +352,7 @@ class InferenceCore:
             outputs = await self._run(call, inputs)
             self._observe(call)
             items = [Encoding(latent=row) for row in outputs[OUTPUT_LATENT]]
-        return call.result(items)
+        return self._logged("encode", inputs, call.result(items))
 
     async def infer(self, ref: ModelRef, inputs: ImageInputs, outputs: Sequence[str] | None = None) -> InferResult:
         with self._request(ref, None, inputs) as call:
@@ -329,7 +369,7 @@ class InferenceCore:
                 scores = None if errors is None else anomaly_rule.effective_errors(errors, call.batch)
                 self._observe(call, predicted, scores)
         done = call.result([])
-        return InferResult(done.model, chosen, labels=spec.labels, applied=done.applied)
+        return self._logged("infer", inputs, InferResult(done.model, chosen, labels=spec.labels, applied=done.applied))
 
     # -- metadata and control ----------------------------------------------------------------------------
 

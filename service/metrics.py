@@ -22,6 +22,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from pixelserve.service import access_log
 from pixelserve.service.errors import ServiceError, mapping_for
 from pixelserve.service.types import ModelState
 
@@ -53,7 +54,7 @@ class RequestTracker:
     The adapter sets `version` once the core says which version served. A class, not a generator: this runs
     on every request."""
 
-    __slots__ = ("_in_flight", "_key", "_metrics", "_start", "version")
+    __slots__ = ("_in_flight", "_key", "_metrics", "_start", "_token", "version")
 
     def __init__(self, metrics: Metrics, key: tuple[str, str, str], in_flight: Any) -> None:
         self._metrics = metrics
@@ -63,11 +64,13 @@ class RequestTracker:
 
     def __enter__(self) -> RequestTracker:
         self._in_flight.inc()
+        self._token = access_log.protocol.set(self._key[2])  # the core logs payloads by transport
         self._start = perf_counter()
         return self
 
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
         elapsed = perf_counter() - self._start
+        access_log.protocol.reset(self._token)
         self._in_flight.dec()
         duration, counts = self._metrics._request_children(self._key, self.version)
         duration.observe(elapsed)
@@ -157,6 +160,8 @@ class Metrics:
         )
         dropped_help = "Access log entries dropped because the writer was behind (the request was not held up)."
         self.access_log_dropped = Counter("pixelserve_access_log_dropped_total", dropped_help, registry=r)
+        payload_help = "Payload log rows (one per image) by outcome: written (in a committed shard), dropped, failed."
+        self.payload_rows = Counter("pixelserve_payload_log_rows_total", payload_help, ["model", "outcome"], registry=r)
         self._known_models: set[str] = set()
         self._children: dict[tuple[tuple[str, str, str], int | None], tuple[Any, dict[str, Any]]] = {}
         self._in_flight_children: dict[str, Any] = {}
@@ -185,6 +190,10 @@ class Metrics:
 
     def _count_child(self, key: tuple[str, str, str], version: int | None, code: str) -> Any:
         return self.requests.labels(**self._labels(key, version), code=code)
+
+    def payload_rows_counted(self, outcome: str, model: str, rows: int) -> None:
+        """The payload log's `on_count` (written and failed from its writer thread, dropped on the loop)."""
+        self.payload_rows.labels(model=model, outcome=outcome).inc(rows)
 
     def version_rejected(self, model: str, reason: str) -> None:
         self.rejections.labels(model=model, reason=reason).inc()

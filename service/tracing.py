@@ -37,11 +37,11 @@ def _exporter() -> SpanExporter:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError as exc:
-            raise RuntimeError("OTEL_TRACES_EXPORTER=otlp needs the exporter: pip install 'pixelserve[otlp]'") from exc
+            raise ValueError("OTEL_TRACES_EXPORTER=otlp needs the exporter: pip install 'pixelserve[otlp]'") from exc
         return OTLPSpanExporter()
     if choice == "console":
         return ConsoleSpanExporter()
-    raise RuntimeError(f"OTEL_TRACES_EXPORTER={choice!r} is not supported here: use console or otlp")
+    raise ValueError(f"OTEL_TRACES_EXPORTER={choice!r} is not supported here: use console or otlp")
 
 
 @dataclass(slots=True)

@@ -237,5 +237,5 @@ def test_unknown_exporter_is_refused_at_start(model_repository: Path, tmp_path: 
                "--tracing", "true", "--http-port", "0", "--grpc-port", "0"]  # fmt: skip
     env = {**os.environ, "OTEL_TRACES_EXPORTER": "zipkin-v0"}
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
-    assert out.returncode != 0
+    assert out.returncode == 2
     assert "OTEL_TRACES_EXPORTER='zipkin-v0'" in out.stderr
