@@ -82,6 +82,11 @@ def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
     )
 
 
+def _float32(value: object) -> float:
+    """Scores as every transport carries them (protobuf floats), so REST, gRPC and batch scoring agree exactly."""
+    return float(np.float32(value))
+
+
 def _logged_protocol(protocol: str, task: str) -> str:
     """Raw inference is the V2 protocol over either transport: "rest-v2", "grpc-v2"."""
     return f"{protocol}-v2" if task == "infer" else protocol
@@ -312,7 +317,9 @@ class InferenceCore:
                         ood_score=score,
                         ood_threshold=anomaly.value if anomaly else None,
                         is_ood=bool(score > anomaly.value) if verdict else None,
-                        anomaly_score=float(anomaly_rule.normalized_score(score, anomaly.value)) if verdict else None,
+                        anomaly_score=_float32(anomaly_rule.normalized_score(score, anomaly.value))
+                        if verdict
+                        else None,
                     )
                 )
         return self._logged("classify", inputs, call.result(items))
@@ -325,7 +332,7 @@ class InferenceCore:
             watched = call.served.drift is not None
             effective = anomaly_rule.effective_errors(errors, call.batch) if anomaly or watched else errors
             self._observe(call, None, effective)
-            scores = anomaly_rule.normalized_score(effective, anomaly.value) if anomaly else None
+            scores = np.float32(anomaly_rule.normalized_score(effective, anomaly.value)) if anomaly else None
             maps = outputs.get(OUTPUT_ANOMALY_MAP)
             items = [
                 Reconstruction(

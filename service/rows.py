@@ -31,7 +31,8 @@ Row = dict[str, Any]
 # Where a denoised image was saved, given its index in the result (batch scoring writes PNGs beside its output).
 SaveImage = Callable[[int, Reconstruction], str]
 
-CLASSIFY_COLUMNS = ("label", "probability", "top_labels", "top_indices", "top_probabilities", "ood_score", "is_ood")
+CLASSIFY_COLUMNS = ("label", "probability", "top_labels", "top_indices", "top_probabilities", "ood_score", "is_ood",
+                    "anomaly_score")  # fmt: skip
 # Raw inference rows: the classification columns when the graph outputs probabilities, the error and latent when
 # it outputs them, and `outputs`, a JSON summary (shape, dtype, min, max, mean) of each output tensor per image.
 INFER_COLUMNS = (*CLASSIFY_COLUMNS, "reconstruction_error", "latent", "outputs")

@@ -18,8 +18,17 @@ from pixelserve.service.types import TaskName
 
 COMMON_COLUMNS = ("id", "path", "model", "version", "status", "error")
 TASK_COLUMNS: dict[str, tuple[str, ...]] = {
-    "classify": ("label", "probability", "top_labels", "top_indices", "top_probabilities", "ood_score", "is_ood"),
-    "reconstruct": ("reconstruction_error", "anomaly_threshold", "is_anomaly"),
+    "classify": (
+        "label",
+        "probability",
+        "top_labels",
+        "top_indices",
+        "top_probabilities",
+        "ood_score",
+        "is_ood",
+        "anomaly_score",
+    ),
+    "reconstruct": ("reconstruction_error", "anomaly_threshold", "is_anomaly", "anomaly_score"),
     "denoise": ("reconstruction_error", "output_path"),
     "encode": ("latent",),
 }
@@ -84,6 +93,7 @@ def _arrow_schema(task: TaskName, id_type: IdType) -> Any:
         "reconstruction_error": pa.float64(),
         "anomaly_threshold": pa.float64(),
         "is_anomaly": pa.bool_(),
+        "anomaly_score": pa.float64(),
         "output_path": pa.string(),
         "latent": pa.list_(pa.float64()),
     }
