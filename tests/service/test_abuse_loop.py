@@ -48,7 +48,7 @@ IMAGES = 16
 SIDE = 2048
 JSON_LIMIT = 1024 * 1024
 REQUEST_LIMIT = 64 * 1024 * 1024  # the default: the JSON bomb below must fit in it to reach the JSON limit
-ATTEMPTS = 3
+ATTEMPTS = 5  # a blocked loop fails every try; a scheduler hiccup on a loaded machine fails one
 PNG = one_bit_png(SIDE)
 V2_INFER = f"/v2/models/{CLASSIFIER}/infer"
 
