@@ -16,7 +16,7 @@ from pixelserve.service.core import InferenceCore
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.server import serve
 from pixelserve.service.settings import Settings
-from pixelserve.service.workers import supervise, worker_index
+from pixelserve.service.workers import follow_supervisor, supervise, worker_index
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format=LOG_FORMAT)
     if settings.workers > 1 and worker_index() is None:
         return supervise(settings, list(sys.argv[1:] if argv is None else argv))
+    if worker_index() is not None:
+        follow_supervisor()
     metrics = Metrics()
     try:
         core = _core(settings, metrics)

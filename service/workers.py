@@ -37,6 +37,7 @@ from pixelserve.service.types import BatchSizeStats, ModelStats
 log = logging.getLogger(__name__)
 
 WORKER_ENV = "PIXELSERVE_WORKER_INDEX"
+SUPERVISOR_ENV = "PIXELSERVE_SUPERVISOR_PID"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 STATS_PREFIX = "v2-stats-"
 PUBLISH_INTERVAL_S = 0.2
@@ -47,6 +48,23 @@ def worker_index() -> int | None:
     """This process's index when it is a worker started by the supervisor, else None."""
     value = os.environ.get(WORKER_ENV)
     return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def follow_supervisor() -> None:
+    """A worker gets SIGTERM (and drains) when its supervisor dies, even by SIGKILL, instead of serving on as
+    an orphan that holds the ports. Linux only (prctl); elsewhere a killed supervisor leaves its workers."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor and os.getppid() != int(supervisor):  # it died before the prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
@@ -118,7 +136,7 @@ def _without_ports(argv: list[str]) -> list[str]:
 
 
 def _start(command: list[str], env: dict[str, str], index: int) -> subprocess.Popen:
-    return subprocess.Popen(command, env={**env, WORKER_ENV: str(index)})
+    return subprocess.Popen(command, env={**env, WORKER_ENV: str(index), SUPERVISOR_ENV: str(os.getpid())})
 
 
 def _mark_dead(pid: int) -> None:

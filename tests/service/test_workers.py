@@ -88,3 +88,26 @@ def _eventually_all(client: triton_grpc.InferenceServerClient) -> int:
             return count
         time.sleep(0.2)
     return count
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(model_repository: Path, tmp_path: Path) -> None:
+    """No orphans serving on the ports after a SIGKILL of the supervisor (an OOM kill, a CI timeout)."""
+    with server_process(model_repository, tmp_path / "server.log", "--workers", "2") as server:
+        workers = children(server.process.pid)
+        assert len(workers) == 2
+        server.process.kill()
+        server.process.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), server.log()
+        log = server.log()
+    assert log.count("closed: core released") == 2, log  # each drained, not killed
