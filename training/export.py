@@ -61,9 +61,7 @@ def serving_model(core: keras.Model, recipe: Recipe, image_shape: tuple[int, int
     image = keras.Input(image_shape, dtype="uint8", name=INPUT_IMAGE)
     x = layers.Rescaling(1.0 / 255.0, name="scale")(ops.cast(image, "float32"))
     if recipe.task == "classify":
-        probabilities = core(x)
-        if recipe.tta_flip:
-            probabilities = (probabilities + core(ops.flip(x, axis=2))) * 0.5
+        probabilities = _test_time_average(core, x, recipe)
         return keras.Model(image, {OUTPUT_PROBABILITIES: probabilities}, name=recipe.name.replace("-", "_"))
     result = core(x)
     reconstruction, latent = (result[0], result[1]) if isinstance(result, (list, tuple)) else (result, None)
@@ -74,6 +72,28 @@ def serving_model(core: keras.Model, recipe: Recipe, image_shape: tuple[int, int
     if latent is not None:
         outputs[OUTPUT_LATENT] = latent
     return keras.Model(image, outputs, name=recipe.name.replace("-", "_"))
+
+
+def _test_time_average(core: keras.Model, x, recipe: Recipe):
+    """The weighted mean prediction over the recipe's test-time views, from one batched call of the network.
+
+    Views (airbench): the image and its mirror; with tta_translate, also the pair shifted up-left and the pair
+    shifted down-right (reflected borders), the shifted views sharing half the weight.
+    """
+    views, weights = [x], [1.0]
+    if recipe.tta_translate:
+        t, (height, width) = recipe.tta_translate, x.shape[1:3]
+        padded = ops.pad(x, [[0, 0], [t, t], [t, t], [0, 0]], mode="reflect")
+        views += [padded[:, :height, :width, :], padded[:, 2 * t :, 2 * t :, :]]
+        weights = [0.5, 0.25, 0.25]
+    if recipe.tta_flip:
+        views += [ops.flip(v, axis=2) for v in views]
+        weights = [w / 2 for w in weights] * 2
+    if len(views) == 1:
+        return core(x)
+    predictions = core(ops.concatenate(views, axis=0))
+    predictions = ops.reshape(predictions, (len(views), -1, predictions.shape[-1]))
+    return sum(w * predictions[i] for i, w in enumerate(weights))
 
 
 def next_version(model_dir: Path) -> int:
@@ -215,8 +235,14 @@ def _preprocessing(data: Dataset, recipe: Recipe, normalization: Normalization |
     steps = ["cast uint8 -> float32", "scale 1/255 to [0, 1]"]
     if normalization is not None:
         steps.append(f"normalize per channel: mean {normalization.mean}, std {normalization.std}")
-    if recipe.tta_flip:
+    if recipe.tta_flip and not recipe.tta_translate:
         steps.append("test-time augmentation: mean of the image and its horizontal mirror")
+    elif recipe.tta_translate:
+        mirrored = " and their mirrors" if recipe.tta_flip else ""
+        steps.append(
+            f"test-time augmentation: weighted mean over the image, the image shifted {recipe.tta_translate} px "
+            f"up-left and down-right (reflected borders){mirrored}; half the weight on the unshifted view"
+        )
     return Preprocessing(
         color_mode="grayscale" if channels == 1 else "rgb",
         height=height,

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pixelserve.training import models
+from pixelserve.training import augment, models, optim
 from pixelserve.training.data import Dataset, load_dataset
 from pixelserve.training.export import Normalization, export_model, validation_split
 from pixelserve.training.recipes import Recipe
@@ -30,6 +30,7 @@ CHECKPOINT = "model.keras"
 RECIPE_FILE = "recipe.json"
 HISTORY_FILE = "history.json"
 TRAINING_FILE = "training.json"
+BN_OFFSET = r"/beta$"  # the variable path of a batch-norm offset
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,10 @@ def train(
     )
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if recipe.mixed_precision else "float32")
+    started = time.perf_counter()
     net = build_net(recipe, data, normalization)
     core = net.model
+    models.fit_whitening(core, x_train[: recipe.whitening_samples].astype(np.float32) / 255.0)
     steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
     core.compile(
         optimizer=_optimizer(recipe, steps_per_epoch),
@@ -79,9 +82,13 @@ def train(
     train_ds = _pipeline(recipe, x_train, y_train, data, training=True)
     val_ds = _pipeline(recipe, x_val, y_val, data, training=False) if len(x_val) else None
 
-    started = time.perf_counter()
     history = core.fit(
-        train_ds, validation_data=val_ds, epochs=recipe.epochs, callbacks=_callbacks(recipe, run_dir), verbose=verbose
+        train_ds,
+        validation_data=val_ds,
+        epochs=recipe.epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=_callbacks(recipe, run_dir, recipe.epochs * steps_per_epoch),
+        verbose=verbose,
     )
     seconds = time.perf_counter() - started
 
@@ -125,8 +132,9 @@ def build_net(
         norm = {"mean": normalization.mean, "std": normalization.std} if normalization else {}
         return models.CLASSIFIERS[recipe.model](data.image_shape, len(data.labels), **recipe.model_args, **norm)
     args = dict(recipe.model_args)
-    if inference and "l1" in args:
-        args["l1"] = 0.0
+    for penalty in ("l1", "contractive"):
+        if inference and penalty in args:
+            args[penalty] = 0.0
     return models.AUTOENCODERS[recipe.model](data.image_shape, **args)
 
 
@@ -160,6 +168,14 @@ def _optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimiz
     total = max(1, recipe.epochs * steps_per_epoch)
     if recipe.schedule == "constant":
         lr = recipe.learning_rate
+    elif recipe.schedule == "triangular":
+        lr = optim.Triangular(
+            recipe.learning_rate,
+            total,
+            int(total * recipe.warmup_fraction),
+            start=recipe.lr_start_fraction,
+            end=recipe.lr_end_fraction,
+        )
     else:
         warmup = int(total * recipe.warmup_fraction) if recipe.schedule == "onecycle" else 0
         lr = keras.optimizers.schedules.CosineDecay(
@@ -169,8 +185,13 @@ def _optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimiz
             warmup_steps=warmup,
         )
     if recipe.optimizer == "sgd":
-        return keras.optimizers.SGD(
-            lr, momentum=recipe.momentum, nesterov=True, weight_decay=recipe.weight_decay or None
+        multipliers = {BN_OFFSET: recipe.bias_lr_multiplier} if recipe.bias_lr_multiplier != 1 else {}
+        return optim.ScaledSGD(
+            lr,
+            momentum=recipe.momentum,
+            nesterov=True,
+            weight_decay=recipe.weight_decay or None,
+            lr_multipliers=multipliers,
         )
     if recipe.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=recipe.weight_decay)
@@ -183,8 +204,10 @@ def _loss(recipe: Recipe):
     return "mse"
 
 
-def _callbacks(recipe: Recipe, run_dir: Path) -> list[keras.callbacks.Callback]:
+def _callbacks(recipe: Recipe, run_dir: Path, total_steps: int) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.CSVLogger(str(run_dir / "log.csv"))]
+    if recipe.lookahead_every > 0:
+        callbacks.append(optim.Lookahead(total_steps, recipe.lookahead_every, recipe.lookahead_decay))
     if recipe.early_stopping_patience > 0 and recipe.validation_split > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(patience=recipe.early_stopping_patience, restore_best_weights=True)
@@ -194,21 +217,31 @@ def _callbacks(recipe: Recipe, run_dir: Path) -> list[keras.callbacks.Callback]:
 
 
 def _pipeline(recipe: Recipe, x: np.ndarray, y: np.ndarray, data: Dataset, *, training: bool) -> tf.data.Dataset:
-    """uint8 arrays -> float batches; augmentation for classifiers, noise for denoisers, on the fly."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    """uint8 arrays -> float batches; augmentation for classifiers, noise for denoisers, on the fly.
+
+    Training data repeats without end (fit counts steps_per_epoch), and each element carries the pass it belongs
+    to, which the alternating flip needs.
+    """
+    phase = np.random.default_rng(recipe.seed).integers(0, 2, len(x))  # alternating flip: who starts mirrored
+    ds = tf.data.Dataset.from_tensor_slices((x, y, phase))
     if training:
-        ds = ds.shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(x), seed=recipe.seed, reshuffle_each_iteration=True).repeat().enumerate()
+        ds = ds.map(lambda position, item: (*item, position // len(x)))
+    else:
+        ds = ds.map(lambda *item: (*item, tf.constant(0, tf.int64)))
     ds = ds.batch(recipe.batch_size)
-    augment = _augmenter(recipe, data.image_shape) if training else None
+    augment_more = _augmenter(recipe) if training else None
     num_classes = len(data.labels)
 
-    def classify(images, labels):
+    def classify(images, labels, phase, epoch):
         images = tf.cast(images, tf.float32) / 255.0
-        if augment is not None:
-            images = augment(images, training=True)
+        if training:
+            images = _flip_and_translate(recipe, images, phase, epoch)
+        if augment_more is not None:
+            images = augment_more(images, training=True)
         return images, tf.one_hot(labels, num_classes)
 
-    def reconstruct(images, _labels):
+    def reconstruct(images, _labels, _phase, _epoch):
         clean = tf.cast(images, tf.float32) / 255.0
         if recipe.noise_sigma <= 0:
             return clean, clean
@@ -219,17 +252,25 @@ def _pipeline(recipe: Recipe, x: np.ndarray, y: np.ndarray, data: Dataset, *, tr
     return ds.map(mapper, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _augmenter(recipe: Recipe, image_shape: tuple[int, int, int]) -> keras.Sequential | None:
+def _flip_and_translate(recipe: Recipe, images: tf.Tensor, phase: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
+    if recipe.augment_flip_alternating:
+        images = augment.alternating_mirror(images, phase, epoch)
+    elif recipe.augment_flip:
+        images = augment.random_mirror(images)
+    return augment.random_translate(images, recipe.augment_crop_pad)
+
+
+def _augmenter(recipe: Recipe) -> keras.Sequential | None:
+    """Resampling augmentations (rotation, fractional shift, zoom) as Keras preprocessing layers."""
     steps: list[keras.layers.Layer] = []
     seed = recipe.seed
-    if recipe.augment_flip:
-        steps.append(keras.layers.RandomFlip("horizontal", seed=seed))
     if recipe.augment_rotation:
         steps.append(keras.layers.RandomRotation(recipe.augment_rotation, fill_mode="constant", seed=seed))
-    shift = recipe.augment_shift or recipe.augment_crop_pad / image_shape[0]
-    if shift:
-        fill = "reflect" if recipe.augment_crop_pad else "constant"
-        steps.append(keras.layers.RandomTranslation(shift, shift, fill_mode=fill, interpolation="nearest", seed=seed))
+    if recipe.augment_shift:
+        shift = recipe.augment_shift
+        steps.append(
+            keras.layers.RandomTranslation(shift, shift, fill_mode="constant", interpolation="nearest", seed=seed)
+        )
     if recipe.augment_zoom:
         steps.append(keras.layers.RandomZoom(recipe.augment_zoom, fill_mode="constant", seed=seed))
     return keras.Sequential(steps) if steps else None
