@@ -65,18 +65,31 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+# Runs `pixelserve` from another installed copy (pip install --target DIR): the editable install's import hook
+# is taken out first, or it would win over sys.path.
+FROM_COPY = (
+    "import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+    "sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'pixelserve'; runpy.run_module('pixelserve', "
+    "run_name='__main__', alter_sys=True)"
+)
+
+
 @contextlib.contextmanager
-def pixelserve(repository: Path, extra_args: list[str], log: Path) -> Iterator[Endpoints]:
-    """`pixelserve serve` with its defaults (plus `extra_args`) on free loopback ports."""
+def pixelserve(repository: Path, extra_args: list[str], log: Path, *, name: str = "pixelserve",
+               installed: Path | None = None, env: dict[str, str] | None = None) -> Iterator[Endpoints]:  # fmt: skip
+    """`pixelserve serve` with its defaults (plus `extra_args`) on free loopback ports; `installed`: a folder
+    holding another version of the package (an earlier commit, for before/after runs)."""
     http, grpc = free_port(), free_port()
-    command = [sys.executable, "-m", "pixelserve", "serve", f"--model-repository={repository}",
+    launcher = [sys.executable, "-c", FROM_COPY, str(installed)] if installed else [sys.executable, "-m", "pixelserve"]
+    command = [*launcher, "serve", f"--model-repository={repository}",
                "--http-host=127.0.0.1", f"--http-port={http}", f"--grpc-port={grpc}", "--hot-reload=false",
                "--log-level=warning", *extra_args]  # fmt: skip
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                   env={**os.environ, **(env or {})})  # fmt: skip
     try:
         wait_ready(f"127.0.0.1:{http}", process)
-        yield Endpoints("pixelserve", f"127.0.0.1:{http}", f"127.0.0.1:{grpc}")
+        yield Endpoints(name, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}")
     finally:
         stop(process)
 

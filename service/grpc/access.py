@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 
 from pixelserve.service import access_log
-from pixelserve.service.access_log import REQUEST_ID_HEADER, AccessLog, RequestNote, new_request_id
+from pixelserve.service.access_log import REQUEST_ID_HEADER, AccessLog, RequestNote
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 TASKS = {"Classify": "classify", "ClassifyStream": "classify", "Denoise": "denoise", "Reconstruct": "reconstruct",
@@ -37,7 +37,7 @@ def access_logged(log: AccessLog, trace_id: Any = None) -> Callable[[Behavior, s
 
         def start(context: grpc.aio.ServicerContext) -> tuple[RequestNote, Any]:
             given = next((v for k, v in context.invocation_metadata() or () if k == REQUEST_ID_HEADER), None)
-            note = RequestNote(new_request_id(given if isinstance(given, str) else None))
+            note = RequestNote(log.new_request_id(given if isinstance(given, str) else None))
             context.set_trailing_metadata(((REQUEST_ID_HEADER, note.request_id),))
             return note, access_log.current.set(note)
 

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixelserve.service import access_log
-from pixelserve.service.access_log import REQUEST_ID_HEADER, AccessLog, RequestNote, new_request_id
+from pixelserve.service.access_log import REQUEST_ID_HEADER, AccessLog, RequestNote
 from pixelserve.service.rest.app import is_internal
 
 PROBES = re.compile(r"^/(metrics$|v2/health/|v2/models/[^/]+(/versions/[^/]+)?/ready$)")
@@ -49,7 +49,7 @@ class AccessLogMiddleware:
                 bytes_in = int(value) if value.isdigit() else None
             elif name == b"user-agent":
                 user_agent = value.decode("latin-1")[:256]
-        note = RequestNote(new_request_id(given))
+        note = RequestNote(self.log.new_request_id(given))
         rid = note.request_id
         token = access_log.current.set(note)
         status, sent = 0, 0

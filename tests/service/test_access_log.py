@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pixelserve.service.access_log import AccessLog, new_request_id
+from pixelserve.service.access_log import AccessLog, RequestIds
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 from pixelserve.service.metrics import Metrics
@@ -128,7 +128,7 @@ def test_a_stuck_writer_drops_and_counts_instead_of_blocking() -> None:
         log.record({"started": time.time(), "protocol": "http", "path": f"/{i}"})
     assert time.perf_counter() - started < 0.5  # 1000 records never waited on the stuck stream
     dropped = metrics.registry.get_sample_value("pixelserve_access_log_dropped_total")
-    assert dropped is not None and 1000 - 11 <= dropped < 1000  # at most the queue and one batch in hand
+    assert dropped is not None and 1000 - 20 <= dropped < 1000  # at most the queue and one batch in hand
     stream.released.set()
     log.close()
     lines = stream.written.decode().splitlines()
@@ -141,8 +141,9 @@ def test_a_stuck_writer_drops_and_counts_instead_of_blocking() -> None:
 )
 def test_client_request_ids_are_kept_when_printable_ascii_and_cut_to_128(given: str | None, expected: str | None
                                                                           ) -> None:  # fmt: skip
-    rid = new_request_id(given)
+    ids = RequestIds()
+    rid = ids(given)
     if expected is not None:
         assert rid == expected
     else:
-        assert len(rid) == 32 and rid.isalnum() and rid != new_request_id(given)
+        assert len(rid) == 32 and rid.isalnum() and rid != ids(given) and rid[:16] != RequestIds()(None)[:16]
