@@ -124,3 +124,18 @@ def calibrate(
         before=metrics(test_probs, test_labels, bins),
         after=metrics(scale(test_probs, temperature), test_labels, bins),
     )
+
+
+def lowers_ece(probabilities: np.ndarray, labels: np.ndarray, temperature: float, *, resamples: int = 200,
+               confidence: float = 0.95, seed: int = 0) -> bool:  # fmt: skip
+    """Whether scaling by `temperature` lowers the ECE of these (validation) predictions in at least
+    `confidence` of bootstrap resamples. A very accurate model's ECE on a few thousand images is mostly sampling
+    noise, and a temperature that lowers it once may raise it on the test split: only a reliable gain counts."""
+    p, y = _checked(probabilities, labels)
+    scaled = scale(p, temperature)
+    rng = np.random.default_rng(seed)
+    wins = 0
+    for _ in range(resamples):
+        pick = rng.integers(0, len(y), len(y))
+        wins += ece(scaled[pick], y[pick]) < ece(p[pick], y[pick])
+    return wins >= confidence * resamples

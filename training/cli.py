@@ -80,6 +80,11 @@ class EvaluateSettings(CommandSettings):
     golden: CliImplicitFlag[bool] = Field(
         False, description="(re)write the version's golden set from its graph and record it in model.json"
     )
+    trust: CliImplicitFlag[bool] = Field(
+        False,
+        description="measure the version's trust evidence again, in place (calibration, anomaly map and threshold, "
+        "OOD report, variants, drift baseline, golden set), as export does",
+    )
 
 
 class ExportSettings(CommandSettings):
@@ -147,7 +152,11 @@ def _train(settings: TrainSettings) -> int:
 def _evaluate(settings: EvaluateSettings) -> int:
     from pixelserve.training.reproduce import record_variants, reproduce_quality, reproduce_variants
 
-    if settings.golden:
+    if settings.trust:
+        from pixelserve.training.trust import refresh
+
+        refresh(settings.model_dir, settings.data_dir)
+    elif settings.golden:
         from pixelserve.training.reproduce import record_golden
 
         record_golden(settings.model_dir, settings.data_dir)

@@ -181,12 +181,15 @@ def foreign_sets(
     draws from its own seeded stream, so the same arguments give the same pixels.
     """
     height, width, channels = shape
-    if for_dataset == "mnist":
-        real = {"cifar10-grey": _cifar_grey(load_dataset("cifar10", data_dir), shape, count, _rng(seed, 0))}
-    elif for_dataset == "cifar10":
-        real = {"mnist-rgb": _mnist_rgb(load_dataset("mnist", data_dir), shape, count, _rng(seed, 0))}
-    else:
+    other = {"mnist": "cifar10", "cifar10": "mnist"}.get(for_dataset)
+    if other is None:
         raise ValueError(f"no foreign sets for {for_dataset!r}; expected mnist or cifar10")
+    foreign = load_dataset(other, data_dir)
+    count = min(count, len(foreign.x_test))  # every set as large as the foreign test split allows
+    if other == "cifar10":
+        real = {"cifar10-grey": _cifar_grey(foreign, shape, count, _rng(seed, 0))}
+    else:
+        real = {"mnist-rgb": _mnist_rgb(foreign, shape, count, _rng(seed, 0))}
     noise = _rng(seed, 1).integers(0, 256, (count, height, width, channels), dtype=np.uint8)
     blank = np.zeros((count, height, width, channels), dtype=np.uint8)
     blank[count // 2 :] = 255

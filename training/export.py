@@ -39,9 +39,9 @@ from pixelserve.modelspec import (
     Quality,
     TensorSpec,
 )
-from pixelserve.training import evaluate, plots
+from pixelserve.training import evaluate, plots, trust
 from pixelserve.training.data import Dataset
-from pixelserve.training.recipes import Recipe
+from pixelserve.training.recipes import Recipe, preprocessing_of
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,10 @@ def export_model(
     history: dict[str, list[float]],
     training_info: dict[str, Any],
     version: int | None = None,
+    data_dir: Path | None = None,
 ) -> Path:
-    """Export, check parity, measure quality on the test split, and write the model version directory."""
+    """Export, check parity, measure quality on the test split, add the trust evidence (training/trust.py,
+    measured on the final graph) and write the model version directory."""
     model_dir = repository / recipe.name
     version = version or next_version(model_dir)
     target = model_dir / str(version)
@@ -154,6 +156,7 @@ def export_model(
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             artifacts=sorted(p.name for p in staging.glob("*.png")),
         )
+        spec = trust.finish(staging, spec, recipe, data, data_dir, repository)
         spec.dump(staging / SPEC_FILE)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), str(target))
@@ -243,10 +246,13 @@ def _preprocessing(data: Dataset, recipe: Recipe, normalization: Normalization |
             f"test-time augmentation: weighted mean over the image, the image shifted {recipe.tta_translate} px "
             f"up-left and down-right (reflected borders){mirrored}; half the weight on the unshifted view"
         )
+    resize, normalize = preprocessing_of(recipe)
     return Preprocessing(
         color_mode="grayscale" if channels == 1 else "rgb",
         height=height,
         width=width,
+        resize=resize,  # type: ignore[arg-type]
+        normalize=normalize,  # type: ignore[arg-type]
         in_graph=steps,
         output_range=None if recipe.task == "classify" else (0.0, 1.0),
     )

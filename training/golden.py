@@ -45,7 +45,7 @@ def _inputs(spec: ModelSpec, data: Dataset, count: int, sigma: float, seed: int)
     if spec.task != "denoise":
         extra = [v for v in _variant_sets(data, seed) if v.name not in ("plain-png", "plain-jpeg")]
         share = int(count * VARIANT_SHARE) // max(1, len(extra)) if extra else 0
-        rows = rng.choice(len(data.x_test), size=count - share * len(extra), replace=False)
+        rows = rng.choice(len(data.x_test), size=min(count - share * len(extra), len(data.x_test)), replace=False)
         files, kinds = [_png(data.x_test[i]) for i in rows], ["test"] * len(rows)
         for variant in extra:
             files += variant.images[:share]
@@ -81,7 +81,7 @@ def write_golden_set(
     spec: ModelSpec, session: ort.InferenceSession, data: Dataset, out_dir: Path, *, sigma: float = 0.0, seed: int = 0
 ) -> GoldenSet:
     """The golden file in `out_dir` and its model.json entry; halves the count until the file fits MAX_BYTES."""
-    count = MAX_SAMPLES
+    count = min(MAX_SAMPLES, len(data.x_test))  # a small dataset (tests, a user's folder) gives what it has
     while True:
         files, kinds, reference = _inputs(spec, data, count, sigma, seed)
         path = out_dir / GOLDEN_FILE

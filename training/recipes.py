@@ -58,6 +58,12 @@ class Recipe:
     noise_sigma: float = 0.0  # Gaussian noise on inputs (denoisers); pixels in [0, 1]
     eval_sigmas: tuple[float, ...] = ()
     anomaly_percentile: float = 99.0
+    anomaly_threshold_mode: str = "percentile"  # percentile | fpr (anomaly_target_fpr) | f1 (against foreign images)
+    anomaly_target_fpr: float | None = None  # fpr mode: the largest false-positive rate on held-out normal images
+
+    # Serving-side preprocessing declared in model.json; None: the dataset's default (_DATASET_PREPROCESSING)
+    resize: str | None = None  # stretch | center-crop | letterbox
+    normalize: str | None = None  # none | digit (MNIST's own normalisation of uploads)
 
     # Export
     opset: int = 17
@@ -93,6 +99,17 @@ class Recipe:
     def from_dict(cls, values: dict[str, Any]) -> Recipe:
         """Inverse of to_dict, for recipes read back from JSON (lists become tuples)."""
         return cls(**{**values, "eval_sigmas": tuple(values.get("eval_sigmas", ()))})
+
+
+# How uploads of other sizes and looks are brought to a dataset's images: MNIST digits are centred by mass on a
+# black background, so uploads get the same normalisation; CIFAR-10 objects fill the frame, so photos are cropped.
+_DATASET_PREPROCESSING = {"mnist": ("stretch", "digit"), "cifar10": ("center-crop", "none")}
+
+
+def preprocessing_of(recipe: Recipe) -> tuple[str, str]:
+    """(resize, normalize) the recipe declares, or its dataset's default (stretch, none for image folders)."""
+    resize, normalize = _DATASET_PREPROCESSING.get(recipe.dataset, ("stretch", "none"))
+    return recipe.resize or resize, recipe.normalize or normalize
 
 
 _MNIST_AUG = {"augment_rotation": 0.03, "augment_shift": 0.1, "augment_zoom": 0.1}

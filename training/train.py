@@ -117,6 +117,7 @@ def train(
             history=history_dict,
             training_info=training_info,
             version=version,
+            data_dir=data_dir,
         )
     return RunResult(run_dir, model_dir)
 
@@ -303,4 +304,5 @@ def export_run(run_dir: Path, data_dir: Path | None, repository: Path, version: 
         history=json.loads((run_dir / HISTORY_FILE).read_text()),
         training_info=json.loads((run_dir / TRAINING_FILE).read_text()),
         version=version,
+        data_dir=data_dir,
     )

@@ -3,8 +3,8 @@
 Called by `export_model` with the staged ONNX file and its model.json so far; returns the model.json to write.
 
 Classifiers: temperature scaling fitted on the validation split (put in the graph only when it lowers the
-validation split's calibration error), accuracy on real-world variants, the OOD report of a paired
-autoencoder already in the repository, the drift baseline and the golden set.
+validation split's calibration error in 95% of bootstrap resamples), accuracy on real-world variants, the OOD
+report of a paired autoencoder already in the repository, the drift baseline and the golden set.
 Autoencoders: the per-pixel anomaly map output, the anomaly threshold by the recipe's mode with its detection
 metrics against foreign images, the drift baseline and the golden set.
 """
@@ -12,6 +12,8 @@ metrics against foreign images, the drift baseline and the golden set.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +55,9 @@ def _calibrate(staging: Path, data: Dataset, recipe: Recipe) -> Calibration | No
     test = evaluate.run_batched(session, data.x_test, OUTPUT_PROBABILITIES)
     fitted = calibration.calibrate(val, y_val, test, data.y_test, f"validation split ({len(x_val)} training images)")
     temperature = fitted.temperature
-    helps = abs(np.log(temperature)) > np.log1p(MIN_CHANGE) and calibration.ece(
-        calibration.scale(val, temperature), y_val
-    ) < calibration.ece(val, y_val)
+    helps = abs(np.log(temperature)) > np.log1p(MIN_CHANGE) and calibration.lowers_ece(
+        val, y_val, temperature, seed=recipe.seed
+    )
     if helps:
         graph.add_temperature(staging / MODEL_FILE, temperature)
         served = evaluate.run_batched(evaluate.cpu_session(staging / MODEL_FILE), data.x_test, OUTPUT_PROBABILITIES)
@@ -63,7 +65,7 @@ def _calibrate(staging: Path, data: Dataset, recipe: Recipe) -> Calibration | No
         if gap > 1e-5:
             raise RuntimeError(f"the calibrated graph differs from temperature scaling by {gap:.2e}")
         return fitted
-    log.info("temperature %.3f would not lower the validation ECE: left out of the graph", temperature)
+    log.info("temperature %.3f would not reliably lower the validation ECE: left out of the graph", temperature)
     return fitted.model_copy(update={"in_graph": False, "after": fitted.before})
 
 
@@ -157,3 +159,34 @@ def finish_autoencoder(staging: Path, spec: ModelSpec, recipe: Recipe, data: Dat
     spec = spec.model_copy(update={"drift": baseline})
     golden = write_golden_set(spec, session, data, staging, sigma=recipe.noise_sigma, seed=recipe.seed)
     return spec.model_copy(update={"golden": golden})
+
+
+def finish(staging: Path, spec: ModelSpec, recipe: Recipe, data: Dataset, data_dir: Path | None,
+           repository: Path) -> ModelSpec:  # fmt: skip
+    """The trust steps of `spec.task` on the staged graph (which they may change); the model.json to write."""
+    if spec.task == "classify":
+        return finish_classifier(staging, spec, recipe, data, data_dir, repository)
+    return finish_autoencoder(staging, spec, recipe, data, data_dir)
+
+
+def refresh(model_dir: Path, data_dir: Path | None) -> ModelSpec:
+    """Measure the trust evidence of an already exported version again, in place: for versions exported before
+    a trust step existed, or after its partner autoencoder changed. No TensorFlow: the steps only read the ONNX
+    graph and the dataset. The version directory is replaced whole once every step has passed."""
+    from pixelserve.training.data import load_dataset
+
+    spec = ModelSpec.load(model_dir / SPEC_FILE)
+    if spec.calibration is not None and spec.calibration.in_graph:
+        raise ValueError(f"{model_dir} already has temperature scaling in its graph: export it again from its run")
+    recipe = Recipe.from_dict(spec.recipe)
+    data = load_dataset(recipe.dataset, data_dir)
+    with tempfile.TemporaryDirectory(prefix="pixelserve-trust-", dir=model_dir.parent) as tmp:
+        staging = Path(tmp) / "model"
+        shutil.copytree(model_dir, staging)
+        spec = finish(staging, spec, recipe, data, data_dir, model_dir.parent.parent)
+        spec.dump(staging / SPEC_FILE)
+        old = Path(tmp) / "old"
+        model_dir.rename(old)
+        staging.rename(model_dir)
+    log.info("trust evidence of %s/%s measured again", spec.name, spec.version)
+    return spec

@@ -124,3 +124,13 @@ def test_real_classifier_halves_fit_and_judge_consistently(mnist_probabilities) 
     assert ece(rescaled, y[second]) < 0.75 * ece(sharp[second], y[second])
     assert nll(rescaled, y[second]) < 0.5 * nll(sharp[second], y[second])
     assert ece(rescaled, y[second]) == pytest.approx(ece(scale(p[second], fitted), y[second]), abs=1e-5)
+
+
+def test_lowers_ece_needs_a_reliable_gain_on_the_validation_split() -> None:
+    """An over-confident model's temperature lowers the ECE in nearly every resample; a calibrated model's
+    temperature only moves the ECE within its sampling noise, so export leaves it out of the graph."""
+    sharp_p, sharp_y = overconfident(3000, 3.0, seed=4)
+    assert calibration.lowers_ece(sharp_p, sharp_y, fit_temperature(sharp_p, sharp_y))
+    calibrated_p, calibrated_y = overconfident(3000, 1.0, seed=5)
+    assert not calibration.lowers_ece(calibrated_p, calibrated_y, 1.1)
+    assert not calibration.lowers_ece(calibrated_p, calibrated_y, 0.9)

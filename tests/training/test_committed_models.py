@@ -75,3 +75,65 @@ def test_recorded_quality_reproduces_and_meets_the_floor(version_dir: Path, shar
     if name in FLOORS:
         metric, floor = FLOORS[name]
         assert result["measured"][metric] >= floor, f"{name} {metric} {result['measured'][metric]:.4f} < {floor}"
+
+
+CLASSIFIERS = [v for v in VERSIONS if ModelSpec.load(v / SPEC_FILE).task == "classify"]
+AUTOENCODERS = [v for v in VERSIONS if ModelSpec.load(v / SPEC_FILE).anomaly is not None]
+
+
+@pytest.mark.parametrize("version_dir", CLASSIFIERS, ids=_id)
+def test_classifiers_record_calibration_and_scaling_in_the_graph_lowered_the_test_ece(version_dir: Path) -> None:
+    """Export fits a temperature for every classifier; where it went into the graph, the test split's ECE (never
+    seen by the decision) went down, and where it did not, the served probabilities are the uncalibrated ones."""
+    spec = ModelSpec.load(version_dir / SPEC_FILE)
+    assert spec.calibration is not None, "export records a calibration for every classifier"
+    c = spec.calibration
+    if c.in_graph:
+        assert c.after["ece"] < c.before["ece"]
+        nodes = onnx.load(str(version_dir / MODEL_FILE)).graph.node
+        assert "probabilities_uncalibrated" in {n.output[0] for n in nodes}
+    else:
+        assert c.after == c.before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version_dir", CLASSIFIERS, ids=_id)
+def test_recorded_calibration_error_reproduces_from_the_served_graph(version_dir: Path, shared_datasets: Path) -> None:
+    from pixelserve.training import calibration, evaluate
+    from pixelserve.training.data import load_dataset
+    from pixelserve.training.recipes import Recipe
+
+    spec = ModelSpec.load(version_dir / SPEC_FILE)
+    data = load_dataset(Recipe.from_dict(spec.recipe).dataset, shared_datasets)
+    served = evaluate.run_batched(evaluate.cpu_session(version_dir / MODEL_FILE), data.x_test, "probabilities")
+    assert spec.calibration is not None
+    assert calibration.ece(served, data.y_test) == pytest.approx(spec.calibration.after["ece"], abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version_dir", AUTOENCODERS, ids=_id)
+def test_recorded_anomaly_detection_reproduces_within_0_01(version_dir: Path, shared_datasets: Path) -> None:
+    from pixelserve.training.detection import anomaly_detection
+
+    recorded = ModelSpec.load(version_dir / SPEC_FILE).anomaly
+    assert recorded is not None and recorded.detection is not None, "export measures detection for every threshold"
+    measured = anomaly_detection(version_dir, shared_datasets, uploaded=True)
+    for metric in ("auroc", "aupr", "fpr_at_95_tpr"):
+        assert getattr(measured, metric) == pytest.approx(getattr(recorded.detection, metric), abs=0.01), metric
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version_dir", [v for v in CLASSIFIERS if ModelSpec.load(v / SPEC_FILE).pairing], ids=_id)
+def test_recorded_ood_report_reproduces_within_0_01(version_dir: Path, shared_datasets: Path) -> None:
+    from pixelserve.training.detection import ood_report
+
+    spec = ModelSpec.load(version_dir / SPEC_FILE)
+    assert spec.pairing is not None and spec.pairing.ood is not None, "export measures the paired OOD flag"
+    partner = max((REPOSITORY / spec.pairing.ood_model).glob("*/model.json"), key=lambda p: int(p.parent.name))
+    measured = ood_report(version_dir, partner.parent, shared_datasets, uploaded=True)
+    assert measured.threshold == pytest.approx(spec.pairing.ood.threshold)
+    for metric in ("auroc", "aupr", "fpr_at_95_tpr"):
+        got, want = getattr(measured.detection, metric), getattr(spec.pairing.ood.detection, metric)
+        assert got == pytest.approx(want, abs=0.01), metric
+    for name, rate in spec.pairing.ood.flag_rates.items():
+        assert measured.flag_rates[name] == pytest.approx(rate, abs=0.01), name

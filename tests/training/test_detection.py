@@ -180,11 +180,11 @@ def test_mnist_rgb_is_test_digits_padded_and_replicated(tiny_data_dir: Path) -> 
         assert any(np.array_equal(image[2:30, 2:30, 0], d) for d in digits)
 
 
-def test_foreign_sets_refuse_unknown_datasets_and_oversized_counts(tiny_data_dir: Path) -> None:
+def test_foreign_sets_refuse_unknown_datasets_and_shrink_to_the_foreign_test_split(tiny_data_dir: Path) -> None:
     with pytest.raises(ValueError, match="no foreign sets"):
         det.foreign_sets("fashion_mnist", tiny_data_dir, (28, 28, 1), count=4, seed=0)
-    with pytest.raises(ValueError, match="count"):
-        det.foreign_sets("mnist", tiny_data_dir, (28, 28, 1), count=10_000, seed=0)
+    sets = det.foreign_sets("mnist", tiny_data_dir, (28, 28, 1), count=10_000, seed=0)  # tiny CIFAR: 64 tests
+    assert {name: len(x) for name, x in sets.items()} == {"cifar10-grey": 64, "noise": 64, "blank": 64}
 
 
 # ---- end to end on the committed models (tiny data, so it checks the plumbing, not the numbers) -------------
