@@ -63,6 +63,11 @@ class InferenceFailed(ServiceError):
     """The runtime failed on a batch; every request in that batch gets this."""
 
 
+class ClientLeft(Exception):
+    """The client went away mid-request (a body that never finished arriving): no one to answer, and not a
+    server failure. Counted as CANCELLED, as gRPC counts a client that cancels."""
+
+
 @dataclass(frozen=True)
 class ErrorMapping:
     http_status: int

@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 
 from pixelserve.service import access_log
-from pixelserve.service.errors import ServiceError, mapping_for
+from pixelserve.service.errors import ClientLeft, ServiceError, mapping_for
 from pixelserve.service.types import ModelState
 
 # 0.25 ms .. 10 s, roughly 1-2.5-5 per decade: tiny models answer in well under a millisecond on CPU.
@@ -43,9 +43,15 @@ def status_code_name(error: BaseException | None) -> str:
         return "OK"
     if isinstance(error, ServiceError):
         return mapping_for(error).grpc_code.name
-    if isinstance(error, asyncio.CancelledError):
+    if isinstance(error, asyncio.CancelledError | ClientLeft) or _starlette_disconnect(error):
         return "CANCELLED"
     return "INTERNAL"
+
+
+def _starlette_disconnect(error: BaseException) -> bool:
+    """starlette's ClientDisconnect, by name: this module serves gRPC too and does not import starlette."""
+    kind = type(error)
+    return kind.__name__ == "ClientDisconnect" and kind.__module__.startswith("starlette")
 
 
 class RequestTracker:

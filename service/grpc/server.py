@@ -93,9 +93,9 @@ def create_grpc_server(
 
         wrappers.append(traced(tracing))
     add_guarded(pixelserve_pb2_grpc.add_PixelServeServicer_to_server, TaskServicer(core, settings, metrics), server,
-                wrappers)  # fmt: skip
+                wrappers, core.offload.sized)  # fmt: skip
     add_guarded(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
-                InferenceServicer(core, settings, metrics), server, wrappers)  # fmt: skip
+                InferenceServicer(core, settings, metrics), server, wrappers, core.offload.sized)  # fmt: skip
     add_guarded(health_pb2_grpc.add_HealthServicer_to_server, HealthServicer(core, (TASK_SERVICE, V2_SERVICE)), server)
     reflection.enable_server_reflection(
         (TASK_SERVICE, V2_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server, pool=reflection_pool()

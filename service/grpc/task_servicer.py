@@ -13,7 +13,7 @@ from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_
 from pixelserve.service.grpc.status import guarded, ordered_map, status_of
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core, TaskName
+from pixelserve.service.types import Core, ImageInputs, TaskName
 
 T = TypeVar("T")
 
@@ -24,13 +24,15 @@ class TaskServicer(pb_grpc.PixelServeServicer):
         self.metrics = metrics
         self.stream_window = settings.max_batch_size
 
+    async def _inputs(self, batch: pb.ImageBatch) -> ImageInputs:
+        """The request's images as core inputs; a big batch's bytes are copied off the event loop."""
+        return await self.core.offload.sized(batch.ByteSize(), converters.image_inputs, batch)
+
     async def _classify(self, request: pb.ClassifyRequest) -> pb.ClassifyResponse:
         with self.metrics.track(model=request.model, task="classify", protocol="grpc") as tracker:
-            result = await self.core.classify(
-                converters.model_ref(request.model, request.version),
-                converters.image_inputs(request.inputs),
-                top_k=request.top_k or None,
-            )
+            ref = converters.model_ref(request.model, request.version)
+            inputs = await self._inputs(request.inputs)
+            result = await self.core.classify(ref, inputs, top_k=request.top_k or None)
             tracker.version = result.model.version
         return converters.classify_response(result, request.request_id)
 
@@ -58,9 +60,8 @@ class TaskServicer(pb_grpc.PixelServeServicer):
     ) -> T:
         run = self.core.denoise if task == "denoise" else self.core.reconstruct
         with self.metrics.track(model=request.model, task=task, protocol="grpc") as tracker:
-            result = await run(
-                converters.model_ref(request.model, request.version), converters.image_inputs(request.inputs)
-            )
+            ref = converters.model_ref(request.model, request.version)
+            result = await run(ref, await self._inputs(request.inputs))
             tracker.version = result.model.version
         size = sum(item.image.nbytes for item in result.items)
         items = await self.core.offload.sized(size, converters.reconstructions, result.items, request.return_tensor)

@@ -18,7 +18,7 @@ from pixelserve.service.errors import InvalidInput
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as pb
 from pixelserve.service.v2.infer import InferRequest, InferResponse, InputTensor, RequestedOutput, class_count
 from pixelserve.service.v2.metadata import model_ref
-from pixelserve.service.v2.tensors import BYTES, V2_TYPES, join_bytes
+from pixelserve.service.v2.tensors import BYTES, V2_TYPES, join_bytes, split_bytes
 
 M = TypeVar("M", bound=Message)
 
@@ -37,6 +37,11 @@ CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     BYTES: "bytes_contents",
 }
+# What each typed field's values are read into: wide enough that out-of-range values reach the core's checks
+# (a UINT8 of 300 is refused there, not wrapped here).
+FIELD_DTYPES = {"bool_contents": np.bool_, "uint_contents": np.int64, "uint64_contents": np.uint64,
+                "int_contents": np.int64, "int64_contents": np.int64, "fp32_contents": np.float64,
+                "fp64_contents": np.float64}  # fmt: skip
 CLASSIFICATION = "classification"
 
 
@@ -57,11 +62,17 @@ def infer_request(request: pb.ModelInferRequest) -> tuple[InferRequest, bool]:
         raise InvalidInput("raw_input_contents must hold one entry per input")
     inputs = []
     for i, tensor in enumerate(request.inputs):
+        field = CONTENTS_FIELD.get(tensor.datatype)
         if raw:
             data: Any = request.raw_input_contents[i]
-        else:
-            field = CONTENTS_FIELD.get(tensor.datatype)
-            data = list(getattr(tensor.contents, field)) if field else []
+            if tensor.datatype == BYTES:  # framed elements, split here (off the event loop for big messages)
+                data = split_bytes(data)
+        elif field is None:
+            data = []
+        elif tensor.datatype == BYTES:
+            data = list(getattr(tensor.contents, field))
+        else:  # numbers as one array, not a list of Python objects
+            data = np.fromiter(getattr(tensor.contents, field), dtype=FIELD_DTYPES[field])
         inputs.append(InputTensor(tensor.name, tensor.datatype, list(tensor.shape), data))
     outputs = None
     if request.outputs:

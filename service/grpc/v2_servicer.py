@@ -63,7 +63,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         with self.metrics.track(model=request.model_name, task="infer", protocol="grpc") as tracker:
-            decoded, raw = convert.infer_request(request)
+            # a big message's contents are copied (and BYTES split) off the event loop
+            decoded, raw = await self.core.offload.sized(request.ByteSize(), convert.infer_request, request)
             response = await v2_infer(self.core, decoded)
             tracker.version = int(response.model_version)
         return convert.infer_response(response, raw=raw)

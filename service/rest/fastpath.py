@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pixelserve.service.errors import InvalidInput, PayloadTooLarge, ServiceError, Unauthenticated
+from pixelserve.service.errors import ClientLeft, InvalidInput, PayloadTooLarge, ServiceError, Unauthenticated
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.rest.auth import API_KEY_HEADER
 from pixelserve.service.rest.errors import service_error_response
@@ -53,7 +53,7 @@ def _echo_size(result: Any) -> int:
     return 0 if result.inputs is None else int(result.inputs.nbytes) * 8
 
 
-class _Disconnected(Exception):
+class _Disconnected(ClientLeft):
     """The client went away before its body arrived."""
 
 

@@ -111,11 +111,6 @@ def short_bodies(server: ServerProcess) -> list[socket.socket]:
     ]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/metrics.py status_code_name counts a client that left mid-body (starlette's "
-    "ClientDisconnect, the fast path's _Disconnected) as code INTERNAL in pixelserve_requests_total",
-)
 def test_abandoned_uploads_are_not_counted_as_internal_errors(server: ServerProcess) -> None:
     """A slowloris run must not look like server failures on the error-rate dashboard."""
 
