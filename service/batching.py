@@ -239,7 +239,10 @@ class DynamicBatcher:
                     return None
                 self._cond.wait()
             deadline = self._queue[0].enqueued + self.max_queue_delay_s
-            target = self.max_batch_size if self.policy == "fill" else min(self.max_batch_size, self._expected_batch)
+            # whole requests only: the average decays towards 1 after a burst but never reaches it, and a
+            # fraction above the queued count would make every lone request wait the whole delay
+            expected = int(self._expected_batch + 1e-6)
+            target = self.max_batch_size if self.policy == "fill" else min(self.max_batch_size, expected)
             while (
                 not self._closing and self._queued_images < target and (remaining := deadline - time.perf_counter()) > 0
             ):

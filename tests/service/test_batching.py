@@ -206,6 +206,18 @@ async def test_a_lone_request_pays_no_batching_delay_under_the_adaptive_policy(
     assert result.queue_s < 2.5
 
 
+async def test_lone_requests_stop_waiting_soon_after_a_burst_of_large_batches(runner: Runner, metrics: Metrics) -> None:
+    """After load that formed full batches, the expected batch size decays towards 1 without ever reaching it: lone
+    requests must then run at once, not each wait the whole delay for a second request that never comes."""
+    batcher = make_batcher(runner, metrics, max_queue_delay_s=0.2)
+    for round_ in range(5):  # bursts of 8 concurrent requests: batches of 8
+        await asyncio.gather(*(batcher.submit({"image": random_images(1, seed=round_ * 8 + i)}) for i in range(8)))
+    waits = [(await batcher.submit({"image": random_images(1, seed=100 + i)})).queue_s for i in range(40)]
+    await batcher.close()
+    assert max(runner.batches[i].shape[0] for i in range(5)) == 8, "the bursts formed full batches"
+    assert max(waits[-20:]) < 0.05, f"lone requests still wait for a batch: {[round(w, 3) for w in waits[-20:]]}"
+
+
 async def test_the_fill_policy_waits_for_a_full_batch_up_to_the_delay(runner: Runner, metrics: Metrics) -> None:
     batcher = make_batcher(runner, metrics, max_queue_delay_s=0.3, policy="fill")
     result = await batcher.submit({"image": random_images(1)})
