@@ -13,6 +13,7 @@ commands:
   train      train a recipe and export it into the model repository   (needs the [train] extra)
   evaluate   measure an exported model on the real test split          (needs the [train] extra)
   export     export a finished training run again                      (needs the [train] extra)
+  quantize   make an int8 variant <name>-int8 if it passes its gates   (needs the [train] extra)
   recipes    list the named recipes and their settings                 (needs the [train] extra)
   serve      serve a model repository over REST and gRPC               (needs the [serve] extra)
   score      batch-score images with a model                           (needs the [serve] extra)
@@ -22,7 +23,7 @@ commands:
 Run `pixelserve <command> --help` for a command's options.
 """
 
-TRAINING = {"train", "evaluate", "export", "recipes"}
+TRAINING = {"train", "evaluate", "export", "quantize", "recipes"}
 
 
 def main(argv: list[str] | None = None) -> int:

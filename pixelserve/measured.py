@@ -7,6 +7,7 @@
   ones: AUROC, AUPR, false-positive rate at 95% true-positive rate, F1 at the threshold.
 - `OodReport` (on a classifier's pairing) and the anomaly threshold's detection metrics use it.
 - `DriftBaseline`: the input and output statistics live traffic is compared with (drift gauges).
+- `Quantization`: an int8 variant's float source and the accuracy and speed gates it passed at export.
 
 Shared by training (which writes it) and the service (which reads it); no framework imports.
 """
@@ -82,3 +83,53 @@ class DriftBaseline(_Strict):
     predictions: list[float] | None = Field(None, description="share of each class among the test predictions")
     score: str | None = Field(None, description="the score whose quantiles follow: ood_score or reconstruction_error")
     score_edges: list[float] | None = Field(None, description="decile edges of the score on the test split")
+
+
+class QuantizationSource(_Strict):
+    """The float version an int8 variant was made from, pinned by the hash of its graph."""
+
+    name: str
+    version: int = Field(gt=0)
+    sha256: str = Field(description="of the float version's model.onnx")
+
+
+class QualityGate(_Strict):
+    """Float and int8 measured on the same test images; the variant may lose at most `max_loss`."""
+
+    metric: str = Field(description="accuracy (classifiers) or the worst PSNR in dB (autoencoders)")
+    samples: int = Field(gt=0)
+    float_value: float
+    int8_value: float
+    max_loss: float = Field(ge=0)
+    passed: bool
+
+
+class SpeedGate(_Strict):
+    """Both graphs in one process on CPUExecutionProvider, runs interleaved; `ratio` per batch size is the median
+    over run pairs of float time / int8 time, and the gate reads it at `batch` (what the server forms)."""
+
+    provider: str = "CPUExecutionProvider"
+    cpu: str
+    threads: int = Field(ge=0, description="intra-op threads; 0: onnxruntime's default, as the server's")
+    pairs: int = Field(gt=0, description="interleaved float and int8 runs per batch size (the fewest)")
+    float_images_per_s: dict[str, float] = Field(description="batch size / median run time")
+    int8_images_per_s: dict[str, float]
+    ratio: dict[str, float]
+    batch: int = Field(gt=0)
+    min_ratio: float = Field(gt=0)
+    passed: bool
+
+
+class Quantization(_Strict):
+    """How an int8 variant was made from its float version, and the gates it passed at export."""
+
+    method: Literal["onnxruntime.quantize_static"] = "onnxruntime.quantize_static"
+    format: Literal["QDQ"] = "QDQ"
+    per_channel: bool = True
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    calibration: str = Field(description="what the activation ranges were fitted on, e.g. '512 train images'")
+    kept_float: list[str] = Field(default_factory=list, description="nodes left in float (nodes_to_exclude)")
+    source: QuantizationSource
+    quality: QualityGate
+    speed: SpeedGate

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pixelserve.measured import Calibration, Detection, DriftBaseline, GoldenSet, OodReport
+from pixelserve.measured import Calibration, Detection, DriftBaseline, GoldenSet, OodReport, Quantization
 
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.onnx"
@@ -153,6 +153,7 @@ class ModelSpec(_Strict):
     calibration: Calibration | None = None
     golden: GoldenSet | None = None
     drift: DriftBaseline | None = None
+    quantization: Quantization | None = Field(None, description="int8 variants: the float source and the gates")
     dataset: DatasetInfo | None = None
     recipe: dict[str, Any] = Field(default_factory=dict)
     frameworks: dict[str, str] = Field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""`pixelserve train | evaluate | export | recipes`: one settings class per command (see pixelserve.commandline).
+"""`pixelserve train | evaluate | export | quantize | recipes`: one settings class per command
+(see pixelserve.commandline).
 
 Every flag is also a ``PIXELSERVE_*`` variable (``--data-dir`` is ``PIXELSERVE_DATA_DIR``); TensorFlow is
 imported only once a command runs, so ``--help`` is instant.
@@ -98,6 +99,19 @@ class ExportSettings(CommandSettings):
     version: int | None = Field(None, ge=1, description="version to export as (default: the next free one)")
 
 
+class QuantizeSettings(CommandSettings):
+    """Make an int8 variant of an exported model, served beside it as <name>-int8; written only if it passes the
+    accuracy and speed gates (training/quantize.py)."""
+
+    model_config = SettingsConfigDict(cli_prog_name="pixelserve quantize")
+
+    model_dir: CliPositionalArg[Path] = Field(description="models/<name>/<version>, or models/<name> for its latest")
+    data_dir: Path | None = Field(None, description=DATA_DIR_HELP)
+    out: Path | None = Field(None, description="model repository for <name>-int8 (default: the float's own)")
+    version: int | None = Field(None, ge=1, description="version to write as (default: the next free one)")
+    calibration_samples: int = Field(512, ge=1, description="training images the activation ranges are fitted on")
+
+
 class RecipesSettings(CommandSettings):
     """List the named recipes and every setting they carry."""
 
@@ -106,7 +120,8 @@ class RecipesSettings(CommandSettings):
 
 def main(command: str, argv: list[str]) -> int:
     runners = {"train": (TrainSettings, _train), "evaluate": (EvaluateSettings, _evaluate),
-               "export": (ExportSettings, _export), "recipes": (RecipesSettings, _recipes)}  # fmt: skip
+               "export": (ExportSettings, _export), "recipes": (RecipesSettings, _recipes),
+               "quantize": (QuantizeSettings, _quantize)}  # fmt: skip
     settings_class, run = runners[command]
     settings = parse(settings_class, argv, command)
     if isinstance(settings, int):
@@ -174,6 +189,12 @@ def _export(settings: ExportSettings) -> int:
 
     print(f"model: {export_run(settings.run_dir, settings.data_dir, settings.out, settings.version)}")
     return 0
+
+
+def _quantize(settings: QuantizeSettings) -> int:
+    from pixelserve.training.quantize import command
+
+    return command(settings.model_dir, settings.data_dir, settings.out, settings.version, settings.calibration_samples)
 
 
 def _recipes(_settings: RecipesSettings) -> int:
