@@ -12,6 +12,11 @@ from tests.prerequisites import require
 SHARED_DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
 
+def latest(model_dir: Path) -> Path:
+    """The highest version directory of a committed model."""
+    return max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
 def write_npz(path: Path, shape: tuple[int, ...], n_train: int, n_test: int, classes: int = 10, seed: int = 0) -> None:
     """Images whose mean brightness encodes the class, so a model can learn something in one step."""
     rng = np.random.default_rng(seed)

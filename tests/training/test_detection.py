@@ -14,6 +14,7 @@ from pixelserve.modelspec import SPEC_FILE, ModelSpec
 from pixelserve.training import detection as det
 from pixelserve.training import variants
 from pixelserve.training.data import load_dataset
+from tests.training.conftest import latest
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "models"
 
@@ -195,7 +196,7 @@ def test_ood_report_and_anomaly_detection_on_the_committed_mnist_pairing(
 ) -> None:
     # without fonts the variants skip the printed digits (some 660 renders, most of this test's time)
     monkeypatch.setattr(variants, "font_files", lambda: [])
-    classifier, autoencoder = REPOSITORY / "mnist-classifier" / "1", REPOSITORY / "mnist-autoencoder" / "1"
+    classifier, autoencoder = latest(REPOSITORY / "mnist-classifier"), latest(REPOSITORY / "mnist-autoencoder")
     report = det.ood_report(classifier, autoencoder, tiny_data_dir, count=12, seed=0)
     assert isinstance(report, OodReport) and report.scorer == "mnist-autoencoder/1"
     assert report.threshold == ModelSpec.load(autoencoder / SPEC_FILE).anomaly.value
