@@ -72,9 +72,11 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def start_server(log_path: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    require(DEFAULT_REPOSITORY.is_dir(), f"no model repository at {DEFAULT_REPOSITORY}")
-    server = ServerProcess(DEFAULT_REPOSITORY, log_path, *args, env=env)
+def start_server(
+    log_path: Path, *args: str, env: dict[str, str] | None = None, repository: Path = DEFAULT_REPOSITORY
+) -> ServerProcess:
+    require(repository.is_dir(), f"no model repository at {repository}")
+    server = ServerProcess(repository, log_path, *args, env=env)
     try:
         server.wait_ready(SERVER_START_S)
     except BaseException:

@@ -33,6 +33,7 @@ from tests.playground.conftest import (
     require_models,
     screenshot,
     shown_png,
+    start_server,
 )
 from tests.service.rest_support import ServerProcess
 
@@ -48,6 +49,11 @@ SCAN_SIZE = (240, 200)  # width, height of the paper a scanned digit lies on
 SCAN_INDEX = 1  # an MNIST test digit (a 2)
 
 
+def js_number(value: float, digits: int) -> str:
+    """The page's number(): `digits` significant digits, trailing zeros dropped (plain notation here)."""
+    return f"{value:.{digits}g}"
+
+
 def open_model(tab: Page, server: ServerProcess, name: str) -> None:
     tab.goto(f"{server.url}/ui/#{name}")
     expect(tab.locator(f".model-item.active[data-model='{name}']")).to_be_visible()
@@ -56,7 +62,9 @@ def open_model(tab: Page, server: ServerProcess, name: str) -> None:
 
 def draw(tab: Page, strokes: list[list[tuple[float, float]]]) -> None:
     """Real mouse drags over the pad (the page listens to pointer events, as for touch and pens)."""
-    box = tab.locator("#pad").bounding_box()
+    pad = tab.locator("#pad")
+    pad.scroll_into_view_if_needed()  # below a long model card, as a user would scroll to it
+    box = pad.bounding_box()
     assert box is not None
     for stroke in strokes:
         points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
@@ -373,17 +381,26 @@ def test_reconstruction_shows_what_the_model_saw_the_heatmap_and_the_servers_sco
     assert_centred_digit(decode(seen_b64))
     expect(page.locator("#reconstruct-prepared")).to_contain_text("digit normalisation")
 
+    served_map = np.asarray(answer["results"][0]["anomaly_map"], dtype=np.float64)
+    assert served_map.shape == (28, 28), "the committed autoencoder outputs its per-pixel anomaly map"
     seen, output = (decode(b).astype(np.float64) / 255 for b in (seen_b64, answer["results"][0]["image"]))
+    np.testing.assert_allclose(served_map, (seen - output) ** 2, atol=4 / 255, err_msg="squared error per pixel")
+    expect(page.locator("#heatmap-legend")).to_have_attribute("data-source", "server")
+    expect(page.locator("#heatmap-title")).to_have_text("Anomaly map")
     heatmap = canvas_pixels(page, "rc-heatmap")
-    assert heatmap.shape == (28, 28, 3) and heatmap.std() > 1, "the error heatmap has structure"
+    assert heatmap.shape == (28, 28, 3) and heatmap.std() > 1, "the anomaly map has structure"
+    brightest = np.unravel_index(heatmap.astype(np.int64).sum(axis=2).argmax(), (28, 28))
+    assert served_map[brightest] == pytest.approx(served_map.max()), "drawn from the server's map"
     largest = float(page.locator("#heatmap-scale").inner_text())
-    assert largest == pytest.approx(((seen - output) ** 2).max(), rel=5e-3), "between the model's input and output"
+    assert largest == pytest.approx(served_map.max(), rel=5e-3), "the legend is the server's largest value"
 
     expected = api_task(server, MNIST_AUTOENCODER, "reconstruct", call.body)
     assert expected["prepared"]["inputs"][0] == seen_b64
     item = expected["results"][0]
     box = page.locator("#anomaly")
     assert float(box.get_attribute("data-score") or "nan") == pytest.approx(item["error"], rel=1e-6)
+    assert float(box.get_attribute("data-anomaly-score") or "nan") == pytest.approx(item["anomaly_score"], rel=1e-6)
+    expect(box).to_contain_text(f"anomaly score {js_number(item['anomaly_score'], 3)}")
     expect(box).to_contain_text("Anomalous" if item["is_anomaly"] else "Normal")
     expect(box).to_contain_text("threshold")
     screenshot(page, "05-reconstruct-digit")
@@ -405,6 +422,60 @@ def test_reconstruction_shows_the_anomalous_verdict_for_a_cifar_photo_the_server
     assert calls[-1].body == anomalous_photo.read_bytes()
     assert decode(shown_png(page, "rc-input")).shape == (28, 28)
     screenshot(page, "06-reconstruct-anomaly")
+
+
+def test_a_model_without_an_anomaly_map_gets_the_squared_error_computed_in_the_page_and_says_so(
+    page: Page, tmp_path: Path
+) -> None:
+    from tests.service.models import AUTOENCODER, random_images, write_autoencoder
+
+    repository = tmp_path / "models"
+    write_autoencoder(repository)
+    own = start_server(tmp_path / "server.log", repository=repository)
+    try:
+        open_model(page, own, AUTOENCODER)
+        calls = TaskCalls(page, "reconstruct")
+        upload = png_bytes(random_images(1, seed=3)[0, ..., 0])
+        page.set_input_files("#file-input", files=[{"name": "noise.png", "mimeType": "image/png", "buffer": upload}])
+        wait_done(page, "reconstruct")
+        item = calls[-1].json()["results"][0]
+        assert "anomaly_map" not in item or item["anomaly_map"] is None
+        expect(page.locator("#heatmap-legend")).to_have_attribute("data-source", "browser")
+        expect(page.locator("#heatmap-title")).to_have_text("Squared error")
+        expect(page.locator("#heatmap-source")).to_contain_text("no anomaly_map output")
+        seen, output = (decode(b).astype(np.float64) / 255 for b in (shown_png(page, "rc-input"), item["image"]))
+        largest = float(page.locator("#heatmap-scale").inner_text())
+        assert largest == pytest.approx(((seen - output) ** 2).max(), rel=5e-3)
+    finally:
+        own.close()
+
+
+def test_model_card_shows_the_trust_evidence_model_json_records(page: Page, server) -> None:
+    require_models(MNIST_CLASSIFIER, MNIST_AUTOENCODER)
+    open_model(page, server, MNIST_CLASSIFIER)
+    spec = httpx.get(f"{server.url}/v1/models/{MNIST_CLASSIFIER}", timeout=10).json()["spec"]
+    trust = page.locator("#model-trust")
+    expect(trust).to_be_visible()
+    calibration = trust.locator("[data-trust='calibration']")
+    expect(calibration).to_contain_text(f"T = {js_number(spec['calibration']['temperature'], 3)}")
+    expect(calibration).to_contain_text("in the graph" if spec["calibration"]["in_graph"] else "not in the graph")
+    ood = trust.locator("[data-trust='ood']")
+    expect(ood).to_contain_text(f"{100 * spec['pairing']['ood']['detection']['auroc']:.1f}%")
+    for name in spec["pairing"]["ood"]["detection"]["foreign"]:
+        expect(ood).to_contain_text(name)
+    variants = trust.locator("[data-trust='variants'] tbody tr")
+    expect(variants).to_have_count(len(spec["quality"]["variants"]))
+    golden = trust.locator("[data-trust='golden']")
+    expect(golden).to_contain_text(spec["golden"]["sha256"][:12])
+    expect(golden).to_contain_text(f"{spec['golden']['samples']:,} images")
+    expect(trust.locator("[data-trust='drift']")).to_contain_text(f"{spec['drift']['samples']:,} test images")
+    screenshot(page, "01b-model-card-trust")
+
+    open_model(page, server, MNIST_AUTOENCODER)
+    anomaly = httpx.get(f"{server.url}/v1/models/{MNIST_AUTOENCODER}", timeout=10).json()["spec"]["anomaly"]
+    block = page.locator("#model-trust [data-trust='anomaly']")
+    expect(block).to_contain_text(f"{100 * anomaly['detection']['auroc']:.1f}%")
+    expect(block).to_contain_text(f"p{anomaly['percentile']:g}" if anomaly["mode"] == "percentile" else "F")
 
 
 def test_corrupt_upload_shows_the_servers_error_message(page: Page, server) -> None:

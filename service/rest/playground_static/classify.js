@@ -1,4 +1,5 @@
-// Classification: top-k bars, the OOD verdict, and the input beside what the model saw.
+// Classification: top-k bars, the OOD verdict with the server's anomaly score, and the input beside what the
+// model saw.
 
 import { postImage } from "./api.js";
 import { $, el, number, percent } from "./dom.js";
@@ -6,6 +7,7 @@ import { showOriginal } from "./input.js";
 import { runPanel, served } from "./panel.js";
 import { clearPrepared, describePrepared, seenInput, sendQuery, showPng } from "./prepared.js";
 import { state, taskPath } from "./state.js";
+import { scoreWords } from "./trust.js";
 
 const TOP_K = 5;
 
@@ -57,9 +59,12 @@ function renderClassification(item) {
   ood.hidden = item.ood_score == null;
   if (item.ood_score != null) {
     const model = state.meta.spec.pairing?.ood_model ?? "the paired autoencoder";
-    const numbers = `score ${number(item.ood_score)} vs threshold ${number(item.ood_threshold)} (${model})`;
+    const score = item.anomaly_score != null ? `${scoreWords(item.anomaly_score)}; ` : "";
+    const numbers = `${score}reconstruction error ${number(item.ood_score)} vs threshold ${number(item.ood_threshold)} (${model})`;
     ood.className = `ood ${item.is_ood ? "warn" : "ok"}`;
     ood.dataset.isOod = String(item.is_ood);
+    if (item.anomaly_score != null) ood.dataset.anomalyScore = String(item.anomaly_score);
+    else delete ood.dataset.anomalyScore;
     ood.replaceChildren(
       el("strong", { text: item.is_ood ? "Out of distribution" : "In distribution" }),
       el("span", {

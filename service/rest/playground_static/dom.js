@@ -40,7 +40,7 @@ export function number(value, digits = 4) {
 export function formatMetric(name, value) {
   const key = name.toLowerCase();
   if (/psnr/.test(key)) return `${value.toFixed(2)} dB`;
-  if (/(accuracy|precision|recall|f1|auc|rate|top)/.test(key) && value >= 0 && value <= 1) return percent(value);
+  if (/(accuracy|precision|recall|f1|auc|auroc|aupr|fpr|ece|rate|top)/.test(key) && value >= 0 && value <= 1) return percent(value);
   return number(value);
 }
 

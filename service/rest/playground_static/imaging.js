@@ -1,6 +1,6 @@
-// Pixel work left in the browser: decoding the server's PNGs, Gaussian noise for the denoise demo, PSNR and the
-// squared-error heatmap. Nothing here prepares an image for a model: the server does that (resize, digit
-// normalisation) and answers with what the model saw. Images are ImageData (RGBA, alpha 255); the server's
+// Pixel work left in the browser: decoding the server's PNGs, Gaussian noise for the denoise demo, PSNR, colour-
+// mapping the server's anomaly map and, for models without one, the squared-error heatmap. Nothing here prepares
+// an image for a model: the server does that (resize, digit normalisation) and answers with what the model saw. Images are ImageData (RGBA, alpha 255); the server's
 // grayscale PNGs decode to R = G = B.
 
 export function makeCanvas(width, height) {
@@ -107,16 +107,31 @@ function colour(t) {
   return STOPS[STOPS.length - 1][1];
 }
 
-/** Per-pixel squared error, colour-mapped with 0 -> black and the largest error -> pale yellow. */
-export function errorHeatmap(input, output, grayscale) {
-  const errors = squaredErrors(input, output, grayscale);
-  const max = errors.reduce((m, v) => Math.max(m, v), 0);
-  const image = new ImageData(input.width, input.height);
-  errors.forEach((e, p) => {
-    const [r, g, b] = colour(max > 0 ? e / max : 0);
+/** Values >= 0 (row-major, width × height) colour-mapped with 0 -> black and the largest -> pale yellow. */
+function heatImage(values, width, height) {
+  const max = values.reduce((m, v) => Math.max(m, v), 0);
+  const image = new ImageData(width, height);
+  values.forEach((v, p) => {
+    const [r, g, b] = colour(max > 0 ? Math.max(0, v) / max : 0);
     image.data.set([r, g, b, 255], p * 4);
   });
-  return { image, max, mse: mean(errors) };
+  return { image, max };
+}
+
+/**
+ * The server's per-pixel anomaly map (`anomaly_map`: H rows of W numbers, as the REST API answers it) colour-mapped
+ * like the fallback heatmap. Only drawn: the numbers (and so the legend's largest one) are the server's.
+ */
+export function anomalyMapImage(rows, width, height) {
+  if (!Array.isArray(rows) || rows.length !== height || rows.some((row) => !Array.isArray(row) || row.length !== width)) {
+    throw new Error(`The server's anomaly map is not ${height} rows of ${width} values.`);
+  }
+  return heatImage(rows.flat(), width, height);
+}
+
+/** Fallback for models without an anomaly_map output: per-pixel squared error of two server images, computed here. */
+export function errorHeatmap(input, output, grayscale) {
+  return heatImage(squaredErrors(input, output, grayscale), input.width, input.height);
 }
 
 /** Show ImageData on a canvas at its own resolution (CSS scales it up, pixelated). */

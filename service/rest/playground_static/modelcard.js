@@ -1,9 +1,11 @@
-// The selected model's card: facts, measured quality and the training plots saved with the version.
+// The selected model's card: facts, measured quality, the trust evidence model.json records (trust.js) and the
+// training plots saved with the version.
 
 import { describe, modelPath, request } from "./api.js";
 import { $, el, formatMetric, number, prettyName, ticket } from "./dom.js";
 import { preprocessingWords } from "./prepared.js";
 import { state } from "./state.js";
+import { thresholdMode, trustViews } from "./trust.js";
 
 function fact(label, value, detail = "") {
   const dd = el("dd", { text: value });
@@ -37,7 +39,7 @@ export function renderModelInfo(meta) {
   if (spec.parameters) facts.push(fact("Parameters", spec.parameters.toLocaleString("en-US")));
   if (spec.anomaly) {
     const a = spec.anomaly;
-    facts.push(fact("Anomaly threshold", number(a.value), `MSE, p${a.percentile} of ${a.calibration_split}`));
+    facts.push(fact("Anomaly threshold", number(a.value), `MSE, ${thresholdMode(a)}`));
   }
   if (spec.pairing) facts.push(fact("OOD detector", spec.pairing.ood_model));
   $("model-facts").replaceChildren(...facts);
@@ -57,6 +59,9 @@ export function renderModelInfo(meta) {
   } else {
     quality.append(el("p", { class: "muted small", text: "No measured quality in model.json." }));
   }
+  const trust = trustViews(spec);
+  $("model-trust").replaceChildren(...trust);
+  $("model-trust").hidden = !trust.length;
 }
 
 /**
