@@ -107,7 +107,7 @@ def decode_work(inputs: ImageInputs, pre: Preprocessing) -> int:
     return work
 
 
-def _check_count(count: int, limits: Limits) -> None:
+def check_count(count: int, limits: Limits) -> None:
     if count == 0:
         raise InvalidInput("empty batch: send at least one image")
     if count > limits.max_images:
@@ -120,7 +120,7 @@ def _check_bytes(total: int, limits: Limits) -> None:
 
 
 def decode_images(encoded: Sequence[bytes], pre: Preprocessing, limits: Limits, mode: Applied) -> np.ndarray:
-    _check_count(len(encoded), limits)
+    check_count(len(encoded), limits)
     _check_bytes(sum(len(data) for data in encoded), limits)
     return np.stack(
         [decode_image(data, pre, max_pixels=limits.max_pixels, index=i, mode=mode) for i, data in enumerate(encoded)]
@@ -138,7 +138,7 @@ def tensor_to_batch(tensor: np.ndarray, pre: Preprocessing, limits: Limits) -> n
             tensor = tensor[..., np.newaxis]
     if tensor.ndim != 4 or tuple(tensor.shape[1:]) != expected:
         raise InvalidInput(f"expected a tensor of shape {accepted}, got {got}")
-    _check_count(int(tensor.shape[0]), limits)
+    check_count(int(tensor.shape[0]), limits)
     _check_bytes(tensor.nbytes, limits)
     if tensor.dtype == np.uint8:
         return np.ascontiguousarray(tensor)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Literal, Protocol, TypeVar, get_args
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 
 from pixelserve.modelspec import ModelSpec
 from pixelserve.service.offload import Offloader
+
+if TYPE_CHECKING:
+    from pixelserve.service.images import Limits
 
 T = TypeVar("T")
 
@@ -183,6 +186,7 @@ class Core(Protocol):
     """The one path every adapter calls: decode, validate, batch, run, postprocess."""
 
     offload: Offloader  # the one pool adapters move big encoding work to
+    limits: Limits  # the request limits (bytes, pixels, images per request)
 
     async def classify(
         self, ref: ModelRef, inputs: ImageInputs, *, top_k: int | None = None

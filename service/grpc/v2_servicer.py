@@ -19,6 +19,7 @@ from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import Core
 from pixelserve.service.v2 import metadata as v2_metadata
+from pixelserve.service.v2.infer import check_declared_images
 from pixelserve.service.v2.infer import infer as v2_infer
 from pixelserve.service.v2.metadata import model_ref
 
@@ -63,6 +64,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         with self.metrics.track(model=request.model_name, task="infer", protocol="grpc") as tracker:
+            for tensor in request.inputs:  # an oversized batch is refused before its contents are read
+                check_declared_images(tensor.shape, self.core.limits)
             # a big message's contents are copied (and BYTES split) off the event loop
             decoded, raw = await self.core.offload.sized(request.ByteSize(), convert.infer_request, request)
             response = await v2_infer(self.core, decoded)

@@ -20,7 +20,7 @@ import numpy as np
 
 from pixelserve.modelspec import INPUT_IMAGE, OUTPUT_PROBABILITIES
 from pixelserve.service.errors import InvalidInput
-from pixelserve.service.images import choices
+from pixelserve.service.images import Limits, check_count, choices
 from pixelserve.service.types import Core, ImageInputs, ModelRef
 from pixelserve.service.v2.tensors import (
     BYTES,
@@ -152,6 +152,13 @@ def image_inputs(tensor: InputTensor, parameters: dict[str, Any] | None = None) 
     else:
         array = _numbers(tensor, count, dtype)
     return ImageInputs(tensor=array.reshape(shape))
+
+
+def check_declared_images(shape: Sequence[int], limits: Limits) -> None:
+    """Refuse a tensor whose declared batch is over the image limit before its data is read: a transport that
+    must convert typed numbers (gRPC contents) would otherwise turn millions of them into an array first."""
+    if shape and shape[0] > limits.max_images:
+        check_count(int(shape[0]), limits)
 
 
 def _the_input(request: InferRequest) -> InputTensor:
