@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -27,8 +26,9 @@ from pixelserve.modelspec import (
     OUTPUT_RECONSTRUCTION,
     ModelSpec,
 )
-from pixelserve.service import access_log, images
+from pixelserve.service import access_log, images, payload_tap
 from pixelserve.service.batching import Completed
+from pixelserve.service.calls import Call, check_task, float32
 from pixelserve.service.drift import DriftMonitor, DriftWindow
 from pixelserve.service.errors import (
     InvalidInput,
@@ -37,7 +37,6 @@ from pixelserve.service.errors import (
     NotPermitted,
     ServiceError,
     ShuttingDown,
-    UnsupportedTask,
 )
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.offload import Offloader
@@ -57,7 +56,6 @@ from pixelserve.service.types import (
     ModelStats,
     ModelStatus,
     Reconstruction,
-    ServedBy,
     TaskName,
     TaskResult,
 )
@@ -69,56 +67,6 @@ if TYPE_CHECKING:  # imported only when they are on
 
 T = TypeVar("T")
 R = TypeVar("R", TaskResult, InferResult)
-
-
-def _check_task(spec: ModelSpec, task: TaskName | None) -> None:
-    """`task` None is raw inference, which every model supports."""
-    if task is None or (task == "encode" and spec.has_output(OUTPUT_LATENT)) or spec.task == task:
-        return
-    if task == "encode":
-        raise UnsupportedTask(f"model {spec.name!r} has no {OUTPUT_LATENT!r} output, so it cannot encode")
-    raise UnsupportedTask(
-        f"model {spec.name!r} is a {spec.task} model and cannot {task}; use {spec.task} or raw inference"
-    )
-
-
-def _float32(value: object) -> float:
-    """Scores as every transport carries them (protobuf floats), so REST, gRPC and batch scoring agree exactly."""
-    return float(np.float32(value))
-
-
-def _logged_protocol(protocol: str, task: str) -> str:
-    """Raw inference is the V2 protocol over either transport: "rest-v2", "grpc-v2"."""
-    return f"{protocol}-v2" if task == "infer" else protocol
-
-
-@dataclass(slots=True)
-class _Call:
-    """One request on one served version, and where its time went (for the version's statistics)."""
-
-    served: ServedVersion
-    inputs: ImageInputs
-    started: float = field(default_factory=time.perf_counter)
-    prepared: float = 0.0
-    queue_s: float = 0.0
-    infer_s: float = 0.0
-    ran: float = 0.0
-
-    def mark_prepared(self) -> None:
-        self.prepared = time.perf_counter()
-
-    def mark_ran(self, done: Completed) -> None:
-        self.queue_s, self.infer_s, self.ran = done.queue_s, done.compute_s, time.perf_counter()
-
-    batch: np.ndarray | None = None
-
-    def result(self, items: list[T]) -> TaskResult[T]:
-        """The task's answer, with the preprocessing its encoded images got and, if asked, what the model saw."""
-        applied = (
-            None if self.inputs.tensor is not None else images.applied(self.inputs, self.served.spec.preprocessing)
-        )
-        echoed = self.batch if self.inputs.echo else None
-        return TaskResult(ServedBy(self.served.name, self.served.version), items, applied, echoed)
 
 
 class InferenceCore:
@@ -175,7 +123,7 @@ class InferenceCore:
     # -- request plumbing --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _request(self, ref: ModelRef, task: TaskName | None, inputs: ImageInputs) -> Iterator[_Call]:
+    def _request(self, ref: ModelRef, task: TaskName | None, inputs: ImageInputs) -> Iterator[Call]:
         """Hold the served version for one request and count its outcome for V2 statistics."""
         if self._closed:
             raise ShuttingDown("the server is shutting down")
@@ -183,14 +131,14 @@ class InferenceCore:
         try:
             with self.repository.lease(ref) as served:
                 access_log.note_served(served.name, served.version)
-                call = _Call(served, inputs)
+                call = Call(served, inputs)
                 try:
-                    _check_task(served.spec, task)
+                    check_task(served.spec, task)
                     yield call
                 except BaseException as error:
                     served.requests.failure_count += 1
                     if self.payloads is not None and isinstance(error, ServiceError):
-                        self._log_failure(task or "infer", ref, inputs, error)
+                        payload_tap.failed(self.payloads, self.tracing, task or "infer", ref, inputs, error)
                     raise
                 if self.tracing is not None:
                     self.tracing.core_done()
@@ -224,7 +172,7 @@ class InferenceCore:
         self.tracing.span_between(f"{role}compute", done.batch_start_ns, done.batch_end_ns, linked, **model)
         return done
 
-    async def _run(self, call: _Call, inputs: ImageInputs) -> Feeds:
+    async def _run(self, call: Call, inputs: ImageInputs) -> Feeds:
         batch = call.batch = await self._prepare(inputs, call.served.spec)
         call.mark_prepared()
         done = await self._submit(call.served, batch)
@@ -236,29 +184,10 @@ class InferenceCore:
 
     def _logged(self, task: LoggedTask, inputs: ImageInputs, result: R) -> R:
         """A sampled answer into the payload log (when it is on and the request came through an adapter)."""
-        log = self.payloads
-        if log is None or not (protocol := access_log.protocol.get()) or not log.sample(result.model.name, task):
-            return result
-        from pixelserve.service.payloads import PayloadRecord
-
-        ids = {"request_id": access_log.current_request_id(), "trace_id": self._trace_id()}
-        log.offer(PayloadRecord.answered(_logged_protocol(protocol, task), task, inputs, result, **ids))
-        return result
-
-    def _log_failure(self, task: LoggedTask, ref: ModelRef, inputs: ImageInputs, error: ServiceError) -> None:
-        log = self.payloads
-        if log is None or not (protocol := access_log.protocol.get()) or not log.sample(ref.name, task):
-            return
-        from pixelserve.service.payloads import PayloadRecord
-
-        ids = {"request_id": access_log.current_request_id(), "trace_id": self._trace_id()}
-        log.offer(PayloadRecord.failed(_logged_protocol(protocol, task), task, inputs, ref, str(error), **ids))
-
-    def _trace_id(self) -> str:
-        return self.tracing.trace_id() if self.tracing is not None else ""
+        return payload_tap.answered(self.payloads, self.tracing, task, inputs, result)
 
     @staticmethod
-    def _observe(call: _Call, predicted: np.ndarray | None = None, scores: np.ndarray | None = None) -> None:
+    def _observe(call: Call, predicted: np.ndarray | None = None, scores: np.ndarray | None = None) -> None:
         """The request's model input and answers into its version's drift window, when it keeps one."""
         window = call.served.drift
         if window is not None and call.batch is not None:
@@ -317,9 +246,7 @@ class InferenceCore:
                         ood_score=score,
                         ood_threshold=anomaly.value if anomaly else None,
                         is_ood=bool(score > anomaly.value) if verdict else None,
-                        anomaly_score=_float32(anomaly_rule.normalized_score(score, anomaly.value))
-                        if verdict
-                        else None,
+                        anomaly_score=float32(anomaly_rule.normalized_score(score, anomaly.value)) if verdict else None,
                     )
                 )
         return self._logged("classify", inputs, call.result(items))

@@ -48,17 +48,19 @@ class ClassifierQuality:
     accuracy: float
     per_class: dict[str, float]
     confusion: np.ndarray  # (K, K): rows true, columns predicted
+    probabilities: np.ndarray | None = None  # (N, K) as served, for calibration checks on the same run
 
 
 def classifier_quality(
     session: ort.InferenceSession, x: np.ndarray, y: np.ndarray, labels: list[str]
 ) -> ClassifierQuality:
-    predicted = run_batched(session, x, OUTPUT_PROBABILITIES).argmax(axis=1)
+    probabilities = run_batched(session, x, OUTPUT_PROBABILITIES)
+    predicted = probabilities.argmax(axis=1)
     k = len(labels)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (y, predicted), 1)
     per_class = {label: float(confusion[i, i] / max(1, confusion[i].sum())) for i, label in enumerate(labels)}
-    return ClassifierQuality(float((predicted == y).mean()), per_class, confusion)
+    return ClassifierQuality(float((predicted == y).mean()), per_class, confusion, probabilities)
 
 
 # ---- autoencoders ------------------------------------------------------------------------------------------

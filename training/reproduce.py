@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
-from pixelserve.training import evaluate
+from pixelserve.training import calibration, evaluate
 from pixelserve.training.data import load_dataset
 from pixelserve.training.recipes import Recipe
 
@@ -19,16 +19,21 @@ def reproduce_quality(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:
     recipe = Recipe.from_dict(spec.recipe)
     data = load_dataset(recipe.dataset, data_dir)
     session = evaluate.cpu_session(model_dir / MODEL_FILE)
-    measured, _ = evaluate.task_metrics(
+    measured, classes = evaluate.task_metrics(
         session, spec.task, data.x_test, data.y_test, data.labels, recipe.sigmas, recipe.seed
     )
     recorded = spec.quality.metrics if spec.quality else {}
-    return {
+    report: dict[str, Any] = {
         "model": f"{spec.name}/{spec.version}",
         "recorded": recorded,
         "measured": measured,
         "dataset_sha256_matches": spec.dataset is None or spec.dataset.sha256 == data.sha256,
     }
+    if spec.calibration is not None and classes is not None and classes.probabilities is not None:
+        # the served probabilities' calibration error, from the same run: model.json's "after" (or "before")
+        report["ece"] = {"recorded": spec.calibration.after["ece"],
+                         "measured": calibration.ece(classes.probabilities, data.y_test)}  # fmt: skip
+    return report
 
 
 def reproduce_variants(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:

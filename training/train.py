@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from pixelserve.training import augment, models, optim
+from pixelserve.training import layers as training_layers
 from pixelserve.training.data import Dataset, load_dataset
 from pixelserve.training.export import Normalization, export_model, validation_split
 from pixelserve.training.recipes import Recipe
@@ -72,7 +73,7 @@ def train(
     started = time.perf_counter()
     net = build_net(recipe, data, normalization)
     core = net.model
-    models.fit_whitening(core, x_train[: recipe.whitening_samples].astype(np.float32) / 255.0)
+    training_layers.fit_whitening(core, x_train[: recipe.whitening_samples].astype(np.float32) / 255.0)
     steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
     core.compile(
         optimizer=_optimizer(recipe, steps_per_epoch),

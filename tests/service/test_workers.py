@@ -103,6 +103,10 @@ def test_workers_drain_and_exit_when_the_supervisor_is_killed(model_repository: 
     with server_process(model_repository, tmp_path / "server.log", "--workers", "2") as server:
         workers = children(server.process.pid)
         assert len(workers) == 2
+        started = time.monotonic() + 30  # ready on the port means one worker is; wait for both
+        while server.log().count("ready: ") < 2 and time.monotonic() < started:
+            time.sleep(0.1)
+        assert server.log().count("ready: ") == 2, server.log()
         server.process.kill()
         server.process.wait()
         deadline = time.monotonic() + 20

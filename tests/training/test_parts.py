@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixelserve.training import augment, models, optim
+from pixelserve.training import augment, optim
+from pixelserve.training import layers as training_layers
 from pixelserve.training.analysis import encoder_jacobian_norm
 from pixelserve.training.export import serving_model
 from pixelserve.training.recipes import Recipe
@@ -29,9 +31,9 @@ def _correlated_images(n: int = 64, size: int = 8, seed: int = 0) -> np.ndarray:
 def test_whitening_layer_decorrelates_its_training_patches() -> None:
     images = _correlated_images()
     inputs = keras.Input(images.shape[1:])
-    layer = models.Whitening(2, eps=1e-6)
+    layer = training_layers.Whitening(2, eps=1e-6)
     model = keras.Model(inputs, layer(inputs))
-    models.fit_whitening(model, images)
+    training_layers.fit_whitening(model, images)
     features = np.asarray(model(images)).reshape(-1, 24)[:, :12]  # the first half; the rest is its negative
     covariance = features.T @ features / len(features)
     np.testing.assert_allclose(covariance, np.eye(12), atol=2e-3)
@@ -40,7 +42,9 @@ def test_whitening_layer_decorrelates_its_training_patches() -> None:
 
 def test_partial_dirac_conv_passes_its_input_through() -> None:
     x = np.random.default_rng(0).normal(size=(2, 6, 6, 4)).astype(np.float32)
-    conv = keras.layers.Conv2D(7, 3, padding="same", use_bias=False, kernel_initializer=models.PartialDirac(seed=1))
+    conv = keras.layers.Conv2D(
+        7, 3, padding="same", use_bias=False, kernel_initializer=training_layers.PartialDirac(seed=1)
+    )
     y = np.asarray(conv(x))
     np.testing.assert_allclose(y[..., :4], x, atol=1e-6)
     assert np.abs(y[..., 4:]).mean() > 0.05  # the other filters are random, not zero
@@ -126,7 +130,7 @@ def test_tta_graph_is_the_weighted_mean_over_mirrored_and_shifted_views() -> Non
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_contractive_penalty_is_the_squared_frobenius_norm_of_the_jacobian(activation: str) -> None:
-    layer = models.ContractiveDense(5, contractive=1.0, activation=activation)
+    layer = training_layers.ContractiveDense(5, contractive=1.0, activation=activation)
     x = tf.constant(np.random.default_rng(0).normal(size=(4, 7)), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -151,5 +155,10 @@ def test_recipes_stored_in_committed_models_still_read_back(spec: Path) -> None:
     """Re-measuring a committed model rebuilds its recipe from model.json, written before the new fields."""
     stored = json.loads(spec.read_text())["recipe"]
     recipe = Recipe.from_dict(stored)
-    assert recipe.name == stored["name"] and recipe.tta_flip == stored["tta_flip"]
-    assert recipe.tta_translate == 0 and recipe.lookahead_every == 0 and recipe.bias_lr_multiplier == 1.0
+    again = json.loads(json.dumps(recipe.to_dict()))
+    assert {key: again[key] for key in stored} == stored, "every stored field reads back as it was"
+    added = [f for f in dataclasses.fields(Recipe) if f.name not in stored]
+    for f in added:  # fields added after the model was exported keep their defaults
+        key = f.name
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        assert again[key] == json.loads(json.dumps(default)), key
