@@ -4,6 +4,7 @@ benchmark, V2 over HTTP and gRPC) and wrk (any HTTP body, for the task API)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -12,6 +13,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from bench.processes import BenchEnv
 
@@ -96,3 +100,21 @@ def v2_binary_body(name: str, shape: list[int], raw: bytes) -> tuple[bytes, dict
     header = json.dumps({"inputs": [tensor], "outputs": [wanted]}).encode()
     headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
     return header + raw, headers
+
+
+@dataclass(frozen=True)
+class SampleRequests:
+    """One random image of a model's input shape as the two bodies the benchmarks send: V2 binary UINT8 (with its
+    headers) for `/infer`, and a PNG for the task API."""
+
+    v2_body: bytes
+    v2_headers: dict[str, str]
+    png: bytes
+
+
+def sample_requests(shape: list[int], seed: int = 1) -> SampleRequests:
+    pixels = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if shape[-1] == 1 else pixels).save(png, format="PNG")
+    body, headers = v2_binary_body("image", [1, *shape], pixels.tobytes())
+    return SampleRequests(body, headers, png.getvalue())

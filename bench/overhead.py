@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 from bench import loadgen
 from bench.processes import ROOT, pixelserve
@@ -61,13 +57,11 @@ def main() -> None:
     version_dir = max((args.model_repository / args.model).iterdir(), key=lambda p: int(p.name))
     spec = ModelSpec.load(version_dir / SPEC_FILE)
     shape = spec.input.shape[1:]
-    pixels = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
-    png = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if shape[-1] == 1 else pixels).save(png, format="PNG")
-    body, headers = loadgen.v2_binary_body("image", [1, *shape], pixels.tobytes())
+    sample = loadgen.sample_requests(shape)
+    body, headers, png = sample.v2_body, sample.v2_headers, sample.png
     loads = {
         "v2": (f"/v2/models/{spec.name}/infer", body, headers),
-        "classify": (f"/v1/models/{spec.name}:classify", png.getvalue(), {"Content-Type": "image/png"}),
+        "classify": (f"/v1/models/{spec.name}:classify", png, {"Content-Type": "image/png"}),
     }
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp, contextlib.ExitStack() as stack:

@@ -9,13 +9,9 @@ p99 for each load, and writes them as JSON with --json.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import tempfile
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 from bench import loadgen
 from bench.processes import ROOT, pixelserve
@@ -34,17 +30,15 @@ def main() -> None:
     version_dir = max((args.model_repository / args.model).iterdir(), key=lambda p: int(p.name))
     spec = ModelSpec.load(version_dir / SPEC_FILE)
     shape = spec.input.shape[1:]
-    pixels = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
-    png = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if shape[-1] == 1 else pixels).save(png, format="PNG")
-    body, headers = loadgen.v2_binary_body("image", [1, *shape], pixels.tobytes())
+    sample = loadgen.sample_requests(shape)
+    body, headers, png = sample.v2_body, sample.v2_headers, sample.png
     results = {}
     with tempfile.TemporaryDirectory() as tmp, pixelserve(args.model_repository, [f"--device={args.device}"],
                                                           Path(tmp) / "server.log") as server:  # fmt: skip
         for c in args.concurrency:
             for kind, url, payload, head in (
                 ("v2", f"http://{server.http}/v2/models/{spec.name}/infer", body, headers),
-                ("classify", f"http://{server.http}/v1/models/{spec.name}:classify", png.getvalue(),
+                ("classify", f"http://{server.http}/v1/models/{spec.name}:classify", png,
                  {"Content-Type": "image/png"}),
             ):  # fmt: skip
                 m = loadgen.wrk(url, payload, head, c, args.seconds)

@@ -14,7 +14,6 @@ task API (`:classify` with a PNG, OOD pairing included) against V2 raw tensors, 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -24,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
 from bench import loadgen
 from bench.loadgen import Measurement
@@ -77,15 +75,13 @@ def task_api(ours: Endpoints, name: str, model_dir: Path, args: argparse.Namespa
     """`:classify` with a PNG (decode, OOD partner and all) against V2 binary UINT8, the same wrk load."""
     spec = ModelSpec.load(model_dir / SPEC_FILE)
     shape = spec.input.shape[1:]
-    pixels = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
-    png = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if shape[-1] == 1 else pixels).save(png, format="PNG")
-    v2_body, v2_headers = loadgen.v2_binary_body("image", [1, *shape], pixels.tobytes())
+    sample = loadgen.sample_requests(shape)
+    v2_body, v2_headers, png = sample.v2_body, sample.v2_headers, sample.png
     out = {}
     for c in args.concurrency:
         out[f"v2 c={c}"] = loadgen.wrk(f"http://{ours.http}/v2/models/{name}/infer", v2_body, v2_headers, c,
                                        args.wrk_seconds)  # fmt: skip
-        out[f"classify c={c}"] = loadgen.wrk(f"http://{ours.http}/v1/models/{name}:classify", png.getvalue(),
+        out[f"classify c={c}"] = loadgen.wrk(f"http://{ours.http}/v1/models/{name}:classify", png,
                                              {"Content-Type": "image/png"}, c, args.wrk_seconds)  # fmt: skip
     return out
 
