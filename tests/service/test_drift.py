@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import httpx
 import numpy as np
 import pytest
@@ -22,7 +21,6 @@ from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
-from tests.service.grpc_support import grpc_server
 from tests.service.models import (
     AUTOENCODER,
     CLASSIFIER,
@@ -31,7 +29,7 @@ from tests.service.models import (
     random_images,
     reference_session,
 )
-from tests.service.rest_support import rest_server
+from tests.service.transports import both_transports
 
 BASELINE_IMAGES = random_images(2000, seed=100)  # the "test split" of the tiny models
 
@@ -129,12 +127,7 @@ def drift_settings(settings: Settings, model_repository: Path) -> Settings:
 async def _serve(settings: Settings, metrics: Metrics) -> AsyncIterator[Served]:
     core = await build_core(settings, metrics)
     try:
-        async with (
-            rest_server(core, settings, metrics) as url,
-            grpc_server(core, settings, metrics) as address,
-            httpx.AsyncClient(base_url=url, timeout=30) as http,
-            grpc.aio.insecure_channel(address) as channel,
-        ):
+        async with both_transports(core, settings, metrics) as (http, channel):
             yield Served(http, pb_grpc.PixelServeStub(channel))
     finally:
         await core.close()

@@ -31,9 +31,9 @@ from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
 from pixelserve.service.tracing import Tracing
-from tests.service.grpc_support import grpc_server
 from tests.service.models import CLASSIFIER, DENOISER, encode_image, random_images
-from tests.service.rest_support import ROOT, rest_server, server_process
+from tests.service.rest_support import ROOT, server_process
+from tests.service.transports import both_transports
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -58,12 +58,7 @@ async def traced(settings: Settings, metrics: Metrics) -> AsyncIterator[Traced]:
     core = InferenceCore(settings, metrics, tracing)
     await core.start()
     try:
-        async with (
-            rest_server(core, settings, metrics) as url,
-            grpc_server(core, settings, metrics) as address,
-            httpx.AsyncClient(base_url=url, timeout=30) as http,
-            grpc.aio.insecure_channel(address) as channel,
-        ):
+        async with both_transports(core, settings, metrics) as (http, channel):
             yield Traced(http, channel, exporter)
     finally:
         await core.close()

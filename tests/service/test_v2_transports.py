@@ -25,6 +25,7 @@ from pixelserve.service.settings import Settings
 from tests.service.grpc_support import grpc_server
 from tests.service.models import CLASSIFIER, encode_image, random_images
 from tests.service.rest_support import rest_server
+from tests.service.transports import both_transports
 
 COMMITTED = Path(__file__).resolve().parents[2] / "models"
 
@@ -46,12 +47,7 @@ async def committed(settings: Settings, metrics: Metrics) -> AsyncIterator[Trans
     repo_settings = settings.model_copy(update={"model_repository": COMMITTED, "max_batch_size": 32})
     core = await build_core(repo_settings, metrics)
     try:
-        async with (
-            rest_server(core, repo_settings, metrics) as url,
-            grpc_server(core, repo_settings, metrics) as address,
-            httpx.AsyncClient(base_url=url, timeout=30) as http,
-            grpc.aio.insecure_channel(address) as channel,
-        ):
+        async with both_transports(core, repo_settings, metrics) as (http, channel):
             yield Transports(http, pb_grpc.GRPCInferenceServiceStub(channel))
     finally:
         await core.close()
