@@ -71,7 +71,7 @@ def create_grpc_server(
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
-            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ("grpc.max_receive_message_length", settings.max_grpc_message_bytes),
             ("grpc.max_send_message_length", settings.max_request_bytes),
             # Connection hygiene: idle connections go away, a handshake must finish, streams per connection
             # and connections per server are bounded (grpc core enforces each).

@@ -11,6 +11,7 @@ from pixelserve.service.grpc import converters
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 from pixelserve.service.grpc.status import guarded, ordered_map, status_of
+from pixelserve.service.grpc.wire import received_bytes
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import Core, ImageInputs, TaskName
@@ -26,7 +27,7 @@ class TaskServicer(pb_grpc.PixelServeServicer):
 
     async def _inputs(self, batch: pb.ImageBatch) -> ImageInputs:
         """The request's images as core inputs; a big batch's bytes are copied off the event loop."""
-        return await self.core.offload.sized(batch.ByteSize(), converters.image_inputs, batch)
+        return await self.core.offload.sized(received_bytes(), converters.image_inputs, batch)
 
     async def _classify(self, request: pb.ClassifyRequest) -> pb.ClassifyResponse:
         with self.metrics.track(model=request.model, task="classify", protocol="grpc") as tracker:
@@ -80,9 +81,8 @@ class TaskServicer(pb_grpc.PixelServeServicer):
     @guarded
     async def Encode(self, request: pb.EncodeRequest, context: grpc.aio.ServicerContext) -> pb.EncodeResponse:
         with self.metrics.track(model=request.model, task="encode", protocol="grpc") as tracker:
-            result = await self.core.encode(
-                converters.model_ref(request.model, request.version), converters.image_inputs(request.inputs)
-            )
+            ref = converters.model_ref(request.model, request.version)
+            result = await self.core.encode(ref, await self._inputs(request.inputs))
             tracker.version = result.model.version
         return converters.encode_response(result)
 

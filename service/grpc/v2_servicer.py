@@ -15,6 +15,7 @@ from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as pb
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as pb_grpc
 from pixelserve.service.grpc.gen.inference import model_config_pb2 as config_pb
 from pixelserve.service.grpc.status import guarded, ordered_map, status_of
+from pixelserve.service.grpc.wire import received_bytes
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import Core
@@ -67,7 +68,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             for tensor in request.inputs:  # an oversized batch is refused before its contents are read
                 check_declared_images(tensor.shape, self.core.limits)
             # a big message's contents are copied (and BYTES split) off the event loop
-            decoded, raw = await self.core.offload.sized(request.ByteSize(), convert.infer_request, request)
+            decoded, raw = await self.core.offload.sized(received_bytes(), convert.infer_request, request)
             response = await v2_infer(self.core, decoded)
             tracker.version = int(response.model_version)
         return convert.infer_response(response, raw=raw)

@@ -9,6 +9,7 @@ the error table, like every other bad input. The handlers are wrapped once, when
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -39,6 +40,17 @@ def _parse(parse: Parse, raw: bytes) -> Any:
 
 _CORRUPT = object()
 
+# The size of the request message being handled, as it arrived: servicers decide from it whether converting
+# the message moves off the event loop. (upb's ByteSize() serialises the whole message again to count it,
+# which for a 16 MB message holds the loop for tens of milliseconds.) A stream sets it for each message before
+# yielding it, so a task started for that message copies it.
+_received: ContextVar[int] = ContextVar("pixelserve_grpc_received_bytes", default=0)
+
+
+def received_bytes() -> int:
+    """The wire size of the request message this call (or stream message) is handling; 0 outside a call."""
+    return _received.get()
+
 
 async def _inline(_size: int, fn: Callable[..., Any], *args: object) -> Any:
     return fn(*args)
@@ -55,6 +67,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, wrappers: Sequence[Wrapp
             request = await offload(len(raw), _parse, parse, raw)
             if request is _CORRUPT:
                 await context.abort(code, message)
+            _received.set(len(raw))
             yield request
 
     if not handler.request_streaming:
@@ -64,12 +77,14 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, wrappers: Sequence[Wrapp
             request = await offload(len(raw), _parse, parse, raw)
             if request is _CORRUPT:
                 await context.abort(code, message)
+            _received.set(len(raw))
             return await behavior(request, context)
 
         async def unary_streaming(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             request = await offload(len(raw), _parse, parse, raw)
             if request is _CORRUPT:
                 await context.abort(code, message)
+            _received.set(len(raw))
             async for response in behavior(request, context):
                 yield response
 

@@ -22,6 +22,7 @@ from pixelserve.service.errors import ClientLeft, InvalidInput, PayloadTooLarge,
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.rest.auth import API_KEY_HEADER
 from pixelserve.service.rest.errors import service_error_response
+from pixelserve.service.rest.limits import joined
 from pixelserve.service.rest.tasks import prepared_json
 from pixelserve.service.rest.uploads import (
     JSON,
@@ -146,7 +147,7 @@ class FastPath:
                 raise PayloadTooLarge(f"request body is larger than the limit of {self.limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return await joined(chunks, size, self.offload)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, handler: Any, match: re.Match[str]) -> None:
         try:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from pixelserve.service.errors import InvalidInput
 from pixelserve.service.images import choices
 from pixelserve.service.offload import Offloader
+from pixelserve.service.rest.limits import read_body
 from pixelserve.service.rest.schemas import ImagesRequest
 from pixelserve.service.settings import Settings
 from pixelserve.service.types import ImageInputs
@@ -128,10 +129,10 @@ async def read_upload(request: Request, settings: Settings, offload: Offloader) 
     if kind == MULTIPART:
         return await _read_multipart(request, settings)
     if kind == JSON or kind.endswith("+json"):
-        body = await request.body()
+        body = await read_body(request, offload)
         return await offload.sized(len(body), parse_json_upload, body)
     if kind.startswith("image/") or kind in RAW_TYPES:
-        body = await request.body()
+        body = await read_body(request, offload)
         if not body:
             raise InvalidInput("the request body is empty: send an image file")
         return Upload([body], raw=True)

@@ -13,9 +13,10 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from pixelserve.service.errors import InvalidInput, ModelNotReady
+from pixelserve.service.errors import InvalidInput, ModelNotReady, PayloadTooLarge
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.offload import Offloader
+from pixelserve.service.rest.limits import read_body
 from pixelserve.service.rest.routing import add_model_routes
 from pixelserve.service.rest.v2_codec import BINARY_OUTPUT, HEADER_LENGTH, decode_request, encode_response, inflate
 from pixelserve.service.rest.v2_codec import parse_json as parse_json_body
@@ -35,11 +36,14 @@ class JSON(Response):
         return orjson.dumps(content)
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    body = await request.body()
+async def _json_object(request: Request, offload: Offloader, limit: int) -> dict[str, Any]:
+    """A repository route's JSON body: a few fields, so bounded by the JSON limit before it is parsed."""
+    body = await read_body(request, offload)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the JSON body is {len(body)} bytes; the limit is {limit} (max_json_bytes)")
     if not body.strip():
         return {}
-    parsed = parse_json_body(body, "request")
+    parsed = await offload.sized(len(body), parse_json_body, body, "request")
     if not isinstance(parsed, dict):
         raise InvalidInput("request body must be a JSON object")
     return parsed
@@ -91,7 +95,7 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: 
         """JSON or binary-tensor inference: UINT8 / FP32 pixels (NHWC, as the metadata says) or BYTES holding
         encoded image files, one element per image."""
         with metrics.track(model=name, task="infer", protocol="rest") as tracker:
-            body = await request.body()
+            body = await read_body(request, offload)
             encoding = request.headers.get("content-encoding", "")
             if encoding:  # inflating may produce up to max_request_bytes whatever the body size: off the loop
                 body = await offload.always(inflate, body, encoding, settings.max_request_bytes)
@@ -116,14 +120,14 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: 
     @router.post("/v2/repository/index")
     async def repository_index(request: Request) -> JSON:
         """Every version with its state; ``{"ready": true}`` keeps only the ready ones."""
-        ready_only = (await _json_object(request)).get("ready", False) is True
+        ready_only = (await _json_object(request, offload, settings.max_json_bytes)).get("ready", False) is True
         return JSON(v2_metadata.repository_index(core.index(), ready_only=ready_only))
 
     @router.post("/v2/repository/models/{name}/load")
     async def load(request: Request, name: str) -> Response:
         """(Re)load a model from the repository; config or file overrides are refused, the repository is the
         one source of truth."""
-        parameters = (await _json_object(request)).get("parameters") or {}
+        parameters = (await _json_object(request, offload, settings.max_json_bytes)).get("parameters") or {}
         if not isinstance(parameters, dict):
             raise InvalidInput("parameters must be a JSON object")
         overrides = sorted(k for k in parameters if k == "config" or k.startswith("file:"))
@@ -134,7 +138,7 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: 
 
     @router.post("/v2/repository/models/{name}/unload")
     async def unload(request: Request, name: str) -> Response:
-        await _json_object(request)
+        await _json_object(request, offload, settings.max_json_bytes)
         await core.unload(name)
         return Response(status_code=200)
 

@@ -102,7 +102,7 @@ async def test_v2_bad_input_is_invalid_argument(channel, name, datatype, shape, 
 async def test_message_over_the_size_limit_is_refused(core, settings, metrics) -> None:
     big = pb.Image(encoded=b"\x89PNG" + bytes(4096))
     async with (
-        grpc_server(core, settings, metrics, max_request_bytes=2048) as address,
+        grpc_server(core, settings, metrics, max_grpc_message_bytes=2048) as address,
         grpc.aio.insecure_channel(address) as channel,
     ):
         stub = pb_grpc.PixelServeStub(channel)

@@ -17,6 +17,7 @@ def test_defaults_match_the_documented_values(monkeypatch: pytest.MonkeyPatch) -
     assert (settings.model_repository, settings.http_port, settings.grpc_port) == (Path("models"), 8000, 8001)
     assert (settings.device, settings.max_batch_size, settings.max_request_bytes) == ("auto", 32, 64 * 1024 * 1024)
     assert settings.pinned_versions == {} and settings.api_key is None
+    assert settings.max_grpc_message_bytes == 8 * 1024 * 1024  # README: what a bigger one costs the event loop
 
 
 def test_environment_overrides_defaults_and_parses_json(monkeypatch: pytest.MonkeyPatch) -> None:
