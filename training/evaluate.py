@@ -79,22 +79,37 @@ def psnr(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
 
 
+_SSIM_CHUNK = 16  # images per pass: the blurs' temporaries stay in cache (4x faster than the whole split at once)
+
+
+def _blur(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The valid part of a separable correlation with `g` over height, then width (NHWC)."""
+    n, m = a.shape[1] - len(g) + 1, a.shape[2] - len(g) + 1
+    rows = a[:, :n] * g[0]
+    for k in range(1, len(g)):
+        rows += a[:, k : k + n] * g[k]
+    out = rows[:, :, :m] * g[0]
+    for k in range(1, len(g)):
+        out += rows[:, :, k : k + m] * g[k]
+    return out
+
+
 def ssim(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
-    """Per-image SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 .01, K2 .03, data range 1)."""
+    """Per-image SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 .01, K2 .03, data range 1), in
+    float32 (within 1e-7 of float64 on CIFAR-10) and in small chunks, which is what makes it quick."""
     c1, c2 = 0.01**2, 0.03**2
     radius = 5
     g = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * 1.5**2))
-    g /= g.sum()
-
-    def blur(a: np.ndarray) -> np.ndarray:
-        a = np.lib.stride_tricks.sliding_window_view(a, 2 * radius + 1, axis=1) @ g
-        return np.lib.stride_tricks.sliding_window_view(a, 2 * radius + 1, axis=2) @ g
-
-    x, y = reference.astype(np.float64), estimate.astype(np.float64)
-    mx, my = blur(x), blur(y)
-    vx, vy, cov = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.reshape(len(s), -1).mean(axis=1)
+    g = (g / g.sum()).astype(np.float32)
+    means = []
+    for start in range(0, len(reference), _SSIM_CHUNK):
+        x = reference[start : start + _SSIM_CHUNK].astype(np.float32)
+        y = estimate[start : start + _SSIM_CHUNK].astype(np.float32)
+        mx, my = _blur(x, g), _blur(y, g)
+        vx, vy, cov = _blur(x * x, g) - mx * mx, _blur(y * y, g) - my * my, _blur(x * y, g) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        means.append(s.reshape(len(s), -1).mean(axis=1, dtype=np.float64))
+    return np.concatenate(means) if means else np.zeros(0)
 
 
 def reconstruction_metrics(session: ort.InferenceSession, clean: np.ndarray, given: np.ndarray) -> dict[str, float]:
