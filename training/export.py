@@ -156,7 +156,7 @@ def export_model(
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             artifacts=sorted(p.name for p in staging.glob("*.png")),
         )
-        spec = trust.finish(staging, spec, recipe, data, data_dir, repository)
+        spec = trust.finish(staging, spec, recipe, data, data_dir, repository, extras.get("test_probabilities"))
         spec.dump(staging / SPEC_FILE)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), str(target))
@@ -198,7 +198,8 @@ def measure(session: ort.InferenceSession, recipe: Recipe, data: Dataset, out: P
     )
     if classes is not None:
         plots.confusion_matrix(classes.confusion, data.labels, out / plots.CONFUSION_MATRIX)
-        return Quality(dataset=dataset_name, samples=len(clean), metrics=metrics, per_class=classes.per_class), {}
+        quality = Quality(dataset=dataset_name, samples=len(clean), metrics=metrics, per_class=classes.per_class)
+        return quality, {"test_probabilities": classes.probabilities}  # reused by the trust steps
 
     extras: dict[str, Any] = {}
     if recipe.task == "denoise":

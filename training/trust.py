@@ -46,13 +46,18 @@ def _validation(data: Dataset, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     return data.x_train[held_out], data.y_train[held_out]
 
 
-def _calibrate(staging: Path, data: Dataset, recipe: Recipe) -> Calibration | None:
+def _calibrate(staging: Path, data: Dataset, recipe: Recipe, test: np.ndarray | None
+               ) -> tuple[Calibration | None, np.ndarray | None]:  # fmt: skip
+    """The calibration record, and the test split's probabilities as the final graph serves them. `test`: the
+    staged graph's test-split probabilities when the caller has them (the quality pass), so they are not run
+    again."""
     x_val, y_val = _validation(data, recipe)
     if len(x_val) == 0:
-        return None
+        return None, test
     session = evaluate.cpu_session(staging / MODEL_FILE)
     val = evaluate.run_batched(session, x_val, OUTPUT_PROBABILITIES)
-    test = evaluate.run_batched(session, data.x_test, OUTPUT_PROBABILITIES)
+    if test is None:
+        test = evaluate.run_batched(session, data.x_test, OUTPUT_PROBABILITIES)
     fitted = calibration.calibrate(val, y_val, test, data.y_test, f"validation split ({len(x_val)} training images)")
     temperature = fitted.temperature
     helps = abs(np.log(temperature)) > np.log1p(MIN_CHANGE) and calibration.lowers_ece(
@@ -64,18 +69,21 @@ def _calibrate(staging: Path, data: Dataset, recipe: Recipe) -> Calibration | No
         gap = float(np.abs(served - calibration.scale(test, temperature)).max())
         if gap > 1e-5:
             raise RuntimeError(f"the calibrated graph differs from temperature scaling by {gap:.2e}")
-        return fitted
+        return fitted, served
     log.info("temperature %.3f would not reliably lower the validation ECE: left out of the graph", temperature)
-    return fitted.model_copy(update={"in_graph": False, "after": fitted.before})
+    return fitted.model_copy(update={"in_graph": False, "after": fitted.before}), test
 
 
 def drift_baseline(spec: ModelSpec, staging: Path, inputs: np.ndarray, scores: np.ndarray | None,
-                   score: str | None) -> DriftBaseline:  # fmt: skip
+                   score: str | None, probabilities: np.ndarray | None = None) -> DriftBaseline:  # fmt: skip
     """The test split as served (`inputs`: what the model takes, noisy for a denoiser), in the statistics of
-    pixelserve.drift: pixel histogram, prediction shares, score deciles."""
+    pixelserve.drift: pixel histogram, prediction shares, score deciles. A classifier's `probabilities` of
+    `inputs` from the final graph are run here unless given."""
     predictions = None
     if spec.task == "classify":
-        probabilities = evaluate.run_batched(evaluate.cpu_session(staging / MODEL_FILE), inputs, OUTPUT_PROBABILITIES)
+        if probabilities is None:
+            probabilities = evaluate.run_batched(evaluate.cpu_session(staging / MODEL_FILE), inputs,
+                                                 OUTPUT_PROBABILITIES)  # fmt: skip
         predictions = drift.shares(drift.class_counts(probabilities.argmax(axis=1), len(spec.labels or [])))
     edges = None if scores is None else drift.score_edges(scores)
     pixels = drift.shares(drift.pixel_counts(inputs))
@@ -91,8 +99,8 @@ def _partner(spec: ModelSpec, repository: Path) -> Path | None:
 
 
 def finish_classifier(staging: Path, spec: ModelSpec, recipe: Recipe, data: Dataset, data_dir: Path | None,
-                      repository: Path) -> ModelSpec:  # fmt: skip
-    fitted = _calibrate(staging, data, recipe)
+                      repository: Path, test: np.ndarray | None = None) -> ModelSpec:  # fmt: skip
+    fitted, served = _calibrate(staging, data, recipe, test)
     session = evaluate.cpu_session(staging / MODEL_FILE)
     quality = spec.quality
     if quality is not None:
@@ -106,7 +114,8 @@ def finish_classifier(staging: Path, spec: ModelSpec, recipe: Recipe, data: Data
         pairing = pairing.model_copy(update={"ood": report, "ood_version": None})
         scores = detection.served_errors(evaluate.cpu_session(partner / MODEL_FILE), data.x_test)
     spec = spec.model_copy(update={"calibration": fitted, "quality": quality, "pairing": pairing})
-    spec = spec.model_copy(update={"drift": drift_baseline(spec, staging, data.x_test, scores, "ood_score")})
+    baseline = drift_baseline(spec, staging, data.x_test, scores, "ood_score", served)
+    spec = spec.model_copy(update={"drift": baseline})
     golden = write_golden_set(spec, session, data, staging, seed=recipe.seed)
     return spec.model_copy(update={"golden": golden})
 
@@ -162,10 +171,11 @@ def finish_autoencoder(staging: Path, spec: ModelSpec, recipe: Recipe, data: Dat
 
 
 def finish(staging: Path, spec: ModelSpec, recipe: Recipe, data: Dataset, data_dir: Path | None,
-           repository: Path) -> ModelSpec:  # fmt: skip
-    """The trust steps of `spec.task` on the staged graph (which they may change); the model.json to write."""
+           repository: Path, test_probabilities: np.ndarray | None = None) -> ModelSpec:  # fmt: skip
+    """The trust steps of `spec.task` on the staged graph (which they may change); the model.json to write.
+    `test_probabilities`: a classifier's test-split probabilities from the staged graph, if already run."""
     if spec.task == "classify":
-        return finish_classifier(staging, spec, recipe, data, data_dir, repository)
+        return finish_classifier(staging, spec, recipe, data, data_dir, repository, test_probabilities)
     return finish_autoencoder(staging, spec, recipe, data, data_dir)
 
 

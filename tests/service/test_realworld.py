@@ -56,9 +56,12 @@ def data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 @pytest.fixture
 async def servers(settings: Settings, metrics: Metrics) -> AsyncIterator[Servers]:
+    # No warm-up batches and no golden-set gate (8 s of start-up per test on 2 cores): what these tests check is
+    # the answers, and test_quality_gate / test_verify check the gate on the same models.
     committed = settings.model_copy(
-        update={"model_repository": COMMITTED, "max_batch_size": 64, "max_queue_size": 1024, "max_batch_images": 1024}
-    )
+        update={"model_repository": COMMITTED, "max_batch_size": 64, "max_queue_size": 1024, "max_batch_images": 1024,
+                "warmup": False, "quality_gate": False}
+    )  # fmt: skip
     core = await build_core(committed, metrics)
     try:
         async with (

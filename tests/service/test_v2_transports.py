@@ -44,7 +44,10 @@ class Transports:
 @pytest.fixture
 async def committed(settings: Settings, metrics: Metrics) -> AsyncIterator[Transports]:
     """REST and gRPC around one core serving the committed default model repository."""
-    repo_settings = settings.model_copy(update={"model_repository": COMMITTED, "max_batch_size": 32})
+    # (no warm-up or gate: start-up time; the gate has tests of its own)
+    repo_settings = settings.model_copy(
+        update={"model_repository": COMMITTED, "max_batch_size": 32, "warmup": False, "quality_gate": False}
+    )
     core = await build_core(repo_settings, metrics)
     try:
         async with both_transports(core, repo_settings, metrics) as (http, channel):
