@@ -58,10 +58,13 @@ class Settings(CommandSettings):
         8 * 1024 * 1024,
         ge=1,
         description="largest gRPC request message; grpc.aio copies each one on the event loop while holding the GIL "
-        "(~4 ms per MiB on 2 cores), so this bounds how long one message can hold every other request",
+        "(1-6 ms per MiB on 2 cores), so this bounds how long one message can hold every other request",
     )
     max_json_bytes: int = Field(
-        8 * 1024 * 1024, ge=1, description="largest JSON part of a V2 request (numbers in JSON, not binary data)"
+        8 * 1024 * 1024,
+        ge=1,
+        description="largest JSON body or JSON part: V2 tensors as JSON numbers, task-API images as base64 "
+        "(parsing JSON holds the GIL; binary V2 data, multipart and raw images have max_request_bytes)",
     )
     max_image_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded image (width*height)")
     max_batch_images: int = Field(256, ge=1, description="most images in one request")

@@ -189,7 +189,7 @@ class FastPath:
             kind = self._media_type(scope)
             body = await self._body(scope, receive)
             if kind == JSON or kind.endswith("+json"):
-                upload = await self.offload.sized(len(body), parse_json_upload, body)
+                upload = await self.offload.sized(len(body), parse_json_upload, body, self.json_limit)
             elif kind.startswith("image/") or kind in RAW_TYPES:
                 if not body:
                     raise InvalidInput("the request body is empty: send an image file")

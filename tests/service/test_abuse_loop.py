@@ -10,6 +10,7 @@ within the bound: a loop that is really blocked is blocked on every try.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import struct
@@ -112,13 +113,50 @@ def bytes_request(images: list[bytes]) -> v2_pb.ModelInferRequest:
     return v2_pb.ModelInferRequest(model_name=CLASSIFIER, inputs=[tensor])
 
 
-def test_multipart_of_huge_one_bit_pngs(server: ServerProcess) -> None:
-    body, content_type = multipart([PNG] * IMAGES)
+def assert_classify_loop_free(server: ServerProcess, body: bytes, content_type: str) -> None:
+    """POST `body` to :classify under probes; it must answer all IMAGES images."""
     raw = request_bytes("POST", f"/v1/models/{CLASSIFIER}:classify", body, {"Content-Type": content_type})
 
     def check(reply: Reply) -> None:
         ok(reply)
         assert reply.body.count(b'"top"') == IMAGES, reply.body[:300]
+
+    assert_loop_free(server, raw_heavy(server.http_port, raw), check)
+
+
+def test_multipart_of_huge_one_bit_pngs(server: ServerProcess) -> None:
+    assert_classify_loop_free(server, *multipart([PNG] * IMAGES))
+
+
+def test_multipart_at_the_request_limit(server: ServerProcess) -> None:
+    """16 huge PNGs padded so the form fills the body limit: its parts are parsed as they arrive."""
+    body, content_type = multipart(padded_images(REQUEST_LIMIT - 64 * 1024))
+    assert REQUEST_LIMIT - 128 * 1024 < len(body) <= REQUEST_LIMIT
+    assert_classify_loop_free(server, body, content_type)
+
+
+def base64_json(total: int) -> bytes:
+    """A task-API JSON body of IMAGES padded PNGs in base64, `total` bytes long or a little under."""
+    images = padded_images((total - 64) * 3 // 4)
+    return b'{"images":[' + b",".join(b'"' + base64.b64encode(i) + b'"' for i in images) + b"]}"
+
+
+def test_json_of_base64_images_at_the_json_limit(server: ServerProcess) -> None:
+    """The task API's JSON body: a few long base64 strings, parsed and decoded off the loop."""
+    body = base64_json(JSON_LIMIT)
+    assert JSON_LIMIT - 1024 < len(body) <= JSON_LIMIT
+    assert_classify_loop_free(server, body, "application/json")
+
+
+def test_json_of_base64_images_over_the_json_limit_is_refused_before_parsing(server: ServerProcess) -> None:
+    """Within the body limit but over the JSON one (parsing JSON holds the GIL: 64 MiB of it held the loop
+    ~200 ms): 413, naming the other ways to send big images."""
+    body = base64_json(REQUEST_LIMIT - 1024)
+    assert JSON_LIMIT < len(body) <= REQUEST_LIMIT
+    raw = request_bytes("POST", f"/v1/models/{CLASSIFIER}:classify", body, {"Content-Type": "application/json"})
+
+    def check(reply: Reply) -> None:
+        assert reply.status == 413 and b"max_json_bytes" in reply.body and b"multipart" in reply.body, reply.body
 
     assert_loop_free(server, raw_heavy(server.http_port, raw), check)
 
@@ -250,9 +288,9 @@ def test_grpc_task_classify_of_huge_pngs(server: ServerProcess) -> None:
     assert_loop_free(server, heavy, check)
 
 
-def padded_images() -> list[bytes]:
-    """IMAGES huge PNGs padded so that together they fill the gRPC message limit."""
-    return [padded_png((GRPC_LIMIT - 64 * 1024) // IMAGES)] * IMAGES
+def padded_images(total: int = GRPC_LIMIT - 64 * 1024) -> list[bytes]:
+    """IMAGES huge PNGs padded so that together they are `total` bytes (by default: the gRPC message limit)."""
+    return [padded_png(total // IMAGES)] * IMAGES
 
 
 @pytest.mark.slow
