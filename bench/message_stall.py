@@ -29,13 +29,14 @@ CLIENT = """
 import sys, grpc
 port, size, sends = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", size + 1024)]) as ch:
-    send = ch.unary_unary("%s")
+    send = ch.unary_unary(sys.argv[4])
     payload = bytes(size)
     for _ in range(sends):
+        sys.stdin.readline()  # one send per "go": the gap measured is this send's
         send(payload, timeout=60)
         sys.stdout.write("sent\\n")
         sys.stdout.flush()
-""" % METHOD
+"""
 
 
 async def _answer(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -44,7 +45,8 @@ async def _answer(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
 
 async def measure(sizes_mib: list[int], sends: int) -> dict[int, list[float]]:
     """Per size, the worst loop gap (ms) seen during each send."""
-    handler = grpc.method_handlers_generic_handler("bench.Stall", {"Send": grpc.unary_unary_rpc_method_handler(_answer)})
+    method = grpc.unary_unary_rpc_method_handler(_answer)
+    handler = grpc.method_handlers_generic_handler("bench.Stall", {"Send": method})
     limit = max(sizes_mib) * 1024 * 1024 + 1024
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
     server.add_generic_rpc_handlers((handler,))
@@ -65,17 +67,18 @@ async def measure(sizes_mib: list[int], sends: int) -> dict[int, list[float]]:
     try:
         for size in sizes_mib:
             client = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", CLIENT, str(port), str(size * 1024 * 1024), str(sends),
-                stdout=asyncio.subprocess.PIPE,
+                sys.executable, "-c", CLIENT, str(port), str(size * 1024 * 1024), str(sends), METHOD,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             )  # fmt: skip
-            assert client.stdout is not None
+            assert client.stdin is not None and client.stdout is not None
             gaps = []
-            await asyncio.sleep(0.5)  # the client process starting up is not the loop's doing
-            worst = 0.0
+            await asyncio.sleep(1.0)  # the client process starting up is not the loop's doing
             for _ in range(sends):
+                worst = 0.0
+                client.stdin.write(b"go\n")
+                await client.stdin.drain()
                 await client.stdout.readline()
                 gaps.append(worst * 1000)
-                worst = 0.0
             await client.wait()
             results[size] = gaps
     finally:

@@ -58,7 +58,7 @@ class Settings(CommandSettings):
         8 * 1024 * 1024,
         ge=1,
         description="largest gRPC request message; grpc.aio copies each one on the event loop while holding the GIL "
-        "(1-6 ms per MiB on 2 cores), so this bounds how long one message can hold every other request",
+        "(2-4 ms per MiB on 2 cores), so this bounds how long one message can hold every other request",
     )
     max_json_bytes: int = Field(
         8 * 1024 * 1024,
