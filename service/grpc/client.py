@@ -1,9 +1,11 @@
 """A pixelserve.v1 client that returns the core's plain types, so a batch job can call a running server exactly
 as it calls an in-process core (`classify`, `denoise`, `reconstruct`, `encode`).
 
-Requests in flight are bounded by a semaphore; RESOURCE_EXHAUSTED (queue full) and UNAVAILABLE (model not
-ready, server draining or restarting) are retried with exponential backoff and jitter, honouring the server's
-``retry-after`` trailer. Other statuses become the matching ServiceError.
+Requests in flight are bounded by a semaphore; RESOURCE_EXHAUSTED with a ``retry-after`` trailer (queue full)
+and UNAVAILABLE (model not ready, server draining or restarting) are retried with exponential backoff and
+jitter, honouring the trailer. RESOURCE_EXHAUSTED without one is grpc's own refusal of a message over a size
+limit: sending it again cannot help, so it is a PayloadTooLarge at once. Other statuses become the matching
+ServiceError.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pixelserve.service.errors import (
     ModelNotFound,
     ModelNotReady,
     Overloaded,
+    PayloadTooLarge,
     ServiceError,
     Unauthenticated,
 )
@@ -70,7 +73,15 @@ class RemoteModel:
 
 def _error(exc: grpc.aio.AioRpcError) -> ServiceError:
     cls = ERRORS.get(exc.code(), ServiceError)
+    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_after(exc) is None:
+        cls = PayloadTooLarge  # a message over grpc's size limit (the queue-full answer carries retry-after)
     return cls(f"{exc.code().name}: {exc.details()}")
+
+
+def _retryable(exc: grpc.aio.AioRpcError) -> bool:
+    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return _retry_after(exc) is not None
+    return exc.code() in RETRYABLE
 
 
 def _retry_after(exc: grpc.aio.AioRpcError) -> float | None:
@@ -129,7 +140,7 @@ class TaskClient:
                 try:
                     return await method(request, metadata=self._metadata, timeout=self.timeout_s)
                 except grpc.aio.AioRpcError as exc:
-                    if exc.code() not in RETRYABLE or attempt >= self.retries:
+                    if not _retryable(exc) or attempt >= self.retries:
                         raise _error(exc) from exc
                     hinted = _retry_after(exc)
             delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)

@@ -6,8 +6,10 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pixelserve.service.core import build_core
+from pixelserve.service.errors import PayloadTooLarge
 from pixelserve.service.grpc.client import TaskClient
 from pixelserve.service.scoring.cli import EXIT_SOME_INPUTS_FAILED
 from pixelserve.service.types import ImageInputs, ModelRef
@@ -70,3 +72,23 @@ async def test_client_retries_a_full_queue_until_every_request_is_answered(setti
     assert client.retried > 0
     for result in results:
         assert [item.top[0].index for item in result.items] == expected.argmax(axis=1).tolist()
+
+
+async def test_client_does_not_retry_a_message_over_the_servers_size_limit(settings, metrics) -> None:
+    """grpc's own RESOURCE_EXHAUSTED (no retry-after) cannot be cured by sending again: PayloadTooLarge, at once."""
+    images = random_images(64, seed=5)
+    limit = images.nbytes // 2
+    core = await build_core(settings, metrics)
+    try:
+        async with grpc_server(core, settings, metrics, max_grpc_message_bytes=limit) as address:
+            client = TaskClient(address, backoff_s=0.5, retries=8)
+            try:
+                with pytest.raises(PayloadTooLarge, match="RESOURCE_EXHAUSTED"):
+                    await client.classify(ModelRef(CLASSIFIER), ImageInputs(tensor=images))
+                small = await client.classify(ModelRef(CLASSIFIER), ImageInputs(tensor=images[:2]))  # still served
+            finally:
+                await client.close()
+    finally:
+        await core.close()
+    assert client.retried == 0
+    assert len(small.items) == 2
