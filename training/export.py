@@ -42,6 +42,7 @@ from pixelserve.modelspec import (
 from pixelserve.training import evaluate, plots, trust
 from pixelserve.training.data import Dataset
 from pixelserve.training.recipes import Recipe, preprocessing_of
+from pixelserve.training.versions import next_version
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,6 @@ def _test_time_average(core: keras.Model, x, recipe: Recipe):
     predictions = core(ops.concatenate(views, axis=0))
     predictions = ops.reshape(predictions, (len(views), -1, predictions.shape[-1]))
     return sum(w * predictions[i] for i, w in enumerate(weights))
-
-
-def next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
 
 
 def export_model(

@@ -16,9 +16,7 @@ gates are measured at export and recorded in its model.json, and a variant that 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-import platform
 import shutil
 import statistics
 import tempfile
@@ -36,9 +34,11 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from pixelserve.measured import GoldenTolerance, QualityGate, Quantization, QuantizationSource, SpeedGate
 from pixelserve.modelspec import INPUT_IMAGE, MODEL_FILE, SPEC_FILE, ModelSpec, Quality
 from pixelserve.training import evaluate
-from pixelserve.training.data import Dataset, load_dataset
+from pixelserve.training.data import Dataset, file_sha256, load_dataset
 from pixelserve.training.golden import write_golden_set
+from pixelserve.training.machine import cpu_name
 from pixelserve.training.recipes import Recipe
+from pixelserve.training.versions import latest_version, next_version
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +178,6 @@ def speed_gate(
     )
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 @dataclass
 class Result:
     """What `quantize` did: the variant's directory when both gates passed, else why not."""
@@ -273,12 +263,12 @@ def quantize(
         record = Quantization(
             calibration=f"{len(calibration)} {recipe.dataset} train images",
             kept_float=exclude,
-            source=QuantizationSource(name=spec.name, version=spec.version, sha256=_sha256(source)),
+            source=QuantizationSource(name=spec.name, version=spec.version, sha256=file_sha256(source)),
             quality=gate,
             speed=result.speed,
         )
         variant = _variant_spec(
-            spec, record, data, measured, version or _next_version(repository / (spec.name + SUFFIX))
+            spec, record, data, measured, version or next_version(repository / (spec.name + SUFFIX))
         )
         golden = write_golden_set(variant, int8_s, data, staging, sigma=recipe.noise_sigma, seed=recipe.seed)
         result.spec = variant.model_copy(update={"golden": golden.model_copy(update={"tolerance": TOLERANCE})})
@@ -323,14 +313,6 @@ def _variant_spec(spec: ModelSpec, record: Quantization, data: Dataset, measured
     )
 
 
-def _next_version(model_dir: Path) -> int:
-    return max((int(p.name) for p in model_dir.glob("*") if p.name.isdigit()), default=0) + 1
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def command(model_dir: Path, data_dir: Path | None, out: Path | None, version: int | None, samples: int) -> int:
     """`pixelserve quantize`: the latest version of a model directory, its recipe's dataset, the float's own
     repository unless `out` names another."""
@@ -339,18 +321,6 @@ def command(model_dir: Path, data_dir: Path | None, out: Path | None, version: i
     repository = out or model_dir.parent.parent
     calibration = calibration_images(data, samples)
     return report(quantize(model_dir, repository, data, calibration=calibration, version=version))
-
-
-def latest_version(model_dir: Path) -> Path:
-    """``models/<name>`` -> its highest numbered version with a model.json; a version directory as it is."""
-    if (model_dir / SPEC_FILE).exists():
-        return model_dir
-    versions = sorted(
-        (p.parent for p in model_dir.glob(f"*/{SPEC_FILE}") if p.parent.name.isdigit()), key=lambda p: int(p.name)
-    )
-    if not versions:
-        raise FileNotFoundError(f"no model version with {SPEC_FILE} in {model_dir}")
-    return versions[-1]
 
 
 def report(result: Result) -> int:

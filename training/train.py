@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pixelserve.training import augment, models, optim
 from pixelserve.training import layers as training_layers
 from pixelserve.training.data import Dataset, load_dataset
 from pixelserve.training.export import Normalization, export_model, validation_split
+from pixelserve.training.machine import cpu_name
 from pixelserve.training.recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -279,14 +279,7 @@ def _augmenter(recipe: Recipe) -> keras.Sequential | None:
 
 
 def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpus = tf.config.list_physical_devices("GPU")
     return f"{os.cpu_count()} CPU cores ({cpu})" + (f", {len(gpus)} GPU" if gpus else ", no GPU")
 

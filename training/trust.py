@@ -33,6 +33,7 @@ from pixelserve.training import calibration, detection, evaluate, graph, robustn
 from pixelserve.training.data import Dataset
 from pixelserve.training.golden import write_golden_set
 from pixelserve.training.recipes import Recipe
+from pixelserve.training.versions import latest_version
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,13 @@ def drift_baseline(spec: ModelSpec, staging: Path, inputs: np.ndarray, scores: n
 
 
 def _partner(spec: ModelSpec, repository: Path) -> Path | None:
+    """The latest version of the paired OOD autoencoder in the repository, if it has one."""
     if spec.pairing is None:
         return None
-    versions = sorted((repository / spec.pairing.ood_model).glob(f"*/{SPEC_FILE}"), key=lambda p: int(p.parent.name))
-    return versions[-1].parent if versions else None
+    try:
+        return latest_version(repository / spec.pairing.ood_model)
+    except FileNotFoundError:
+        return None
 
 
 def finish_classifier(staging: Path, spec: ModelSpec, recipe: Recipe, data: Dataset, data_dir: Path | None,

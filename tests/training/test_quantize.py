@@ -18,6 +18,7 @@ from pixelserve.training import evaluate, quantize
 from pixelserve.training.cli import main as training_cli
 from pixelserve.training.data import Dataset, load_dataset
 from pixelserve.training.robustness import prepared_batch
+from pixelserve.training.versions import latest_version
 from tests.prerequisites import require
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "models"
@@ -28,7 +29,7 @@ CALIBRATION = 256
 @pytest.fixture(scope="module")
 def float_dir() -> Path:
     require((REPOSITORY / "mnist-classifier").is_dir(), "committed mnist-classifier not found")
-    return quantize.latest_version(REPOSITORY / "mnist-classifier")
+    return latest_version(REPOSITORY / "mnist-classifier")
 
 
 @pytest.fixture(scope="module")
