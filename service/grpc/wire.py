@@ -62,30 +62,26 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, wrappers: Sequence[Wrapp
     parse = handler.request_deserializer
     code, message = _invalid(method)
 
+    async def request_of(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        """The parsed message (the call ends INVALID_ARGUMENT if it is corrupt), its wire size noted."""
+        request = await offload(len(raw), _parse, parse, raw)
+        if request is _CORRUPT:
+            await context.abort(code, message)
+        _received.set(len(raw))
+        return request
+
     async def stream_of(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async for raw in requests:
-            request = await offload(len(raw), _parse, parse, raw)
-            if request is _CORRUPT:
-                await context.abort(code, message)
-            _received.set(len(raw))
-            yield request
+            yield await request_of(raw, context)
 
     if not handler.request_streaming:
         behavior = handler.unary_unary or handler.unary_stream
 
         async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-            request = await offload(len(raw), _parse, parse, raw)
-            if request is _CORRUPT:
-                await context.abort(code, message)
-            _received.set(len(raw))
-            return await behavior(request, context)
+            return await behavior(await request_of(raw, context), context)
 
         async def unary_streaming(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            request = await offload(len(raw), _parse, parse, raw)
-            if request is _CORRUPT:
-                await context.abort(code, message)
-            _received.set(len(raw))
-            async for response in behavior(request, context):
+            async for response in behavior(await request_of(raw, context), context):
                 yield response
 
         factory = (

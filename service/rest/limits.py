@@ -10,6 +10,14 @@ from pixelserve.service.offload import Offloader
 from pixelserve.service.rest.errors import service_error_response
 
 
+def check_json_size(size: int, limit: int, what: str, advice: str = "") -> None:
+    """The JSON limit (max_json_bytes), checked before parsing: parsing JSON holds the GIL throughout, so large
+    payloads belong in the binary forms `advice` names."""
+    if size > limit:
+        tail = f": {advice}" if advice else ""
+        raise PayloadTooLarge(f"{what} is {size} bytes; the limit is {limit} (max_json_bytes){tail}")
+
+
 async def joined(chunks: list[bytes], size: int, offload: Offloader) -> bytes:
     """A body from the chunks it arrived in. A big one is joined on the pool: bytes.join releases the GIL
     for the copy, so the loop goes on serving, where joining 64 MiB on the loop holds it for ~100 ms."""

@@ -13,10 +13,10 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from pixelserve.service.errors import InvalidInput, ModelNotReady, PayloadTooLarge
+from pixelserve.service.errors import InvalidInput, ModelNotReady
 from pixelserve.service.metrics import Metrics
 from pixelserve.service.offload import Offloader
-from pixelserve.service.rest.limits import read_body
+from pixelserve.service.rest.limits import check_json_size, read_body
 from pixelserve.service.rest.routing import add_model_routes
 from pixelserve.service.rest.v2_codec import BINARY_OUTPUT, HEADER_LENGTH, decode_request, encode_response, inflate
 from pixelserve.service.rest.v2_codec import parse_json as parse_json_body
@@ -39,8 +39,7 @@ class JSON(Response):
 async def _json_object(request: Request, offload: Offloader, limit: int) -> dict[str, Any]:
     """A repository route's JSON body: a few fields, so bounded by the JSON limit before it is parsed."""
     body = await read_body(request, offload)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"the JSON body is {len(body)} bytes; the limit is {limit} (max_json_bytes)")
+    check_json_size(len(body), limit, "the JSON body")
     if not body.strip():
         return {}
     parsed = await offload.sized(len(body), parse_json_body, body, "request")

@@ -23,6 +23,7 @@ import orjson
 import simdjson
 
 from pixelserve.service.errors import InvalidInput, PayloadTooLarge
+from pixelserve.service.rest.limits import check_json_size
 from pixelserve.service.types import ModelRef
 from pixelserve.service.v2.infer import (
     InferRequest,
@@ -246,11 +247,8 @@ def decode_request(body: bytes, header_length: str | None, model: ModelRef, json
             raise InvalidInput(f"{HEADER_LENGTH} {header_length!r} is not a length within the body")
         split = int(header_length)
         header, binary = view[:split], view[split:]
-    if len(header) > json_limit:
-        raise PayloadTooLarge(
-            f"the JSON part of the request is {len(header)} bytes; the limit is {json_limit} (max_json_bytes): "
-            "send large tensors as binary data (binary_data_size) or images as BYTES"
-        )
+    check_json_size(len(header), json_limit, "the JSON part of the request",
+                    "send large tensors as binary data (binary_data_size) or images as BYTES")  # fmt: skip
     request = _object(_load_header(header), "the request", _REQUEST_KEYS)
     request_id = _field(request, "id", str, "the request", "")
     parameters = _field(request, "parameters", dict, "the request", {})
