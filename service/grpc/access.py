@@ -35,14 +35,18 @@ def access_logged(log: AccessLog, trace_id: Any = None) -> Callable[[Behavior, s
         rpc = method.lstrip("/")
         task = TASKS.get(rpc.rpartition("/")[2])
 
-        def start(context: grpc.aio.ServicerContext) -> tuple[RequestNote, Any]:
-            given = next((v for k, v in context.invocation_metadata() or () if k == REQUEST_ID_HEADER), None)
+        def start(context: grpc.aio.ServicerContext) -> tuple[RequestNote, Any, dict[str, Any]]:
+            """Everything the entry needs from the call is read here, while it is live: once a streaming call
+            has ended (a client cancelled), context.peer() reads a freed call and crashes the process."""
+            metadata = dict(context.invocation_metadata() or ())
+            given = metadata.get(REQUEST_ID_HEADER)
             note = RequestNote(log.new_request_id(given if isinstance(given, str) else None))
             context.set_trailing_metadata(((REQUEST_ID_HEADER, note.request_id),))
-            return note, access_log.current.set(note)
+            peer = {"client": context.peer(), "user_agent": metadata.get("user-agent")}
+            return note, access_log.current.set(note), peer
 
-        def finish(context: grpc.aio.ServicerContext, note: RequestNote, started: float, clock: float,
-                   error: BaseException | None) -> None:  # fmt: skip
+        def finish(context: grpc.aio.ServicerContext, note: RequestNote, peer: dict[str, Any], started: float,
+                   clock: float, error: BaseException | None) -> None:  # fmt: skip
             log.record({
                 "started": started,
                 "protocol": "grpc",
@@ -54,13 +58,12 @@ def access_logged(log: AccessLog, trace_id: Any = None) -> Callable[[Behavior, s
                 "task": task,
                 "request_id": note.request_id,
                 "trace_id": trace_id() if trace_id is not None else None,
-                "client": context.peer(),
-                "user_agent": next((v for k, v in context.invocation_metadata() or () if k == "user-agent"), None),
+                **peer,
             })  # fmt: skip
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started, clock = time.time(), time.perf_counter()
-            note, token = start(context)
+            note, token, peer = start(context)
             error: BaseException | None = None
             try:
                 return await behavior(request, context)
@@ -69,11 +72,11 @@ def access_logged(log: AccessLog, trace_id: Any = None) -> Callable[[Behavior, s
                 raise
             finally:
                 access_log.current.reset(token)
-                finish(context, note, started, clock, error)
+                finish(context, note, peer, started, clock, error)
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started, clock = time.time(), time.perf_counter()
-            note, _ = start(context)
+            note, _, peer = start(context)
             error: BaseException | None = None
             try:
                 async for response in behavior(request, context):
@@ -82,7 +85,7 @@ def access_logged(log: AccessLog, trace_id: Any = None) -> Callable[[Behavior, s
                 error = exc
                 raise
             finally:
-                finish(context, note, started, clock, error)
+                finish(context, note, peer, started, clock, error)
 
         return streaming if response_streaming else unary
 
