@@ -40,25 +40,25 @@ def main(argv: list[str] | None = None) -> int:
         return training_cli.main(command, rest)
     if command == "serve":
         try:
-            from pixelserve.service import cli as service_cli
+            from pixelserve.service.process import cli as service_cli
         except ImportError as exc:
             return _missing("serve", exc)
         return service_cli.main(rest)
     if command == "score":
         try:
-            from pixelserve.service import score
+            from pixelserve.service.scoring import main as score
         except ImportError as exc:
             return _missing("serve", exc)
         return score.main(rest)
     if command == "verify":
         try:
-            from pixelserve.service import verify
+            from pixelserve.service.tools import verify
         except ImportError as exc:
             return _missing("serve", exc)
         return verify.main(rest)
     if command == "dataset":
         try:
-            from pixelserve.service import dataset
+            from pixelserve.service.tools import dataset
         except ImportError as exc:
             return _missing("serve", exc)
         return dataset.main(rest)

@@ -1,5 +1,5 @@
 """``python -m pixelserve.service --model-repository models ...`` (the same flags as ``pixelserve serve``)."""
 
-from pixelserve.service.cli import main
+from .process.cli import main
 
 raise SystemExit(main())

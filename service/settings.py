@@ -14,7 +14,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from pixelserve.commandline import CommandSettings
-from pixelserve.service.types import BatchPolicy
+
+from .core.types import BatchPolicy
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 
@@ -91,7 +92,7 @@ class Settings(CommandSettings):
     )
     log_level: str = Field("info", description="python logging level")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
-    # Payload logging (pixelserve.service.payloads): sampled inputs and answers into rotating shards for retraining
+    # Payload logging (observe/payloads): sampled inputs and answers into rotating shards for retraining
     payload_log_dir: Path | None = Field(
         None, description="write sampled requests' images and answers under this folder (unset: no logging)"
     )

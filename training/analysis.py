@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pixelserve.training.data import load_dataset
-from pixelserve.training.train import CHECKPOINT, RECIPE_FILE
+from .data import load_dataset
+from .train import CHECKPOINT, RECIPE_FILE
 
 
 def encoder_jacobian_norm(encoder: keras.Model, images: np.ndarray, batch_size: int = 250) -> float:

@@ -18,7 +18,8 @@ from pydantic import Field
 from pydantic_settings import CliApp, CliImplicitFlag, CliPositionalArg, SettingsConfigDict
 
 from pixelserve.commandline import CommandSettings, parse
-from pixelserve.training.recipes import RECIPES, get_recipe
+
+from .recipes import RECIPES, get_recipe
 
 DATA_DIR_HELP = "folder with <dataset>.npz or image folders/archives; without it the Keras download is used"
 
@@ -145,7 +146,7 @@ def _overrides(settings: TrainSettings) -> dict[str, str]:
 
 
 def _train(settings: TrainSettings) -> int:
-    from pixelserve.training.train import train
+    from .train import train
 
     recipe = get_recipe(settings.recipe).with_overrides(_overrides(settings))
     result = train(
@@ -165,14 +166,14 @@ def _train(settings: TrainSettings) -> int:
 
 
 def _evaluate(settings: EvaluateSettings) -> int:
-    from pixelserve.training.reproduce import record_variants, reproduce_quality, reproduce_variants
+    from .reproduce import record_variants, reproduce_quality, reproduce_variants
 
     if settings.trust:
-        from pixelserve.training.trust import refresh
+        from .trust import refresh
 
         refresh(settings.model_dir, settings.data_dir)
     elif settings.golden:
-        from pixelserve.training.reproduce import record_golden
+        from .reproduce import record_golden
 
         record_golden(settings.model_dir, settings.data_dir)
     report = reproduce_quality(settings.model_dir, settings.data_dir)
@@ -185,14 +186,14 @@ def _evaluate(settings: EvaluateSettings) -> int:
 
 
 def _export(settings: ExportSettings) -> int:
-    from pixelserve.training.train import export_run
+    from .train import export_run
 
     print(f"model: {export_run(settings.run_dir, settings.data_dir, settings.out, settings.version)}")
     return 0
 
 
 def _quantize(settings: QuantizeSettings) -> int:
-    from pixelserve.training.quantize import command
+    from .quantize import command
 
     return command(settings.model_dir, settings.data_dir, settings.out, settings.version, settings.calibration_samples)
 

@@ -23,8 +23,9 @@ from PIL import Image
 from pixelserve import anomaly
 from pixelserve.measured import Detection, OodReport
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec, Preprocessing
-from pixelserve.training import evaluate, robustness
-from pixelserve.training.data import Dataset, load_dataset
+
+from . import evaluate, robustness
+from .data import Dataset, load_dataset
 
 FOREIGN_COUNT = 1000  # images per foreign set
 SEED = 0

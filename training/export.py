@@ -39,10 +39,11 @@ from pixelserve.modelspec import (
     Quality,
     TensorSpec,
 )
-from pixelserve.training import evaluate, plots, trust
-from pixelserve.training.data import Dataset
-from pixelserve.training.recipes import Recipe, preprocessing_of
-from pixelserve.training.versions import next_version
+
+from . import evaluate, plots, trust
+from .data import Dataset
+from .recipes import Recipe, preprocessing_of
+from .versions import next_version
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,10 @@ from PIL import Image
 from pixelserve import golden
 from pixelserve.measured import GOLDEN_FILE, GoldenSet, GoldenTolerance
 from pixelserve.modelspec import OUTPUT_ERROR, OUTPUT_PROBABILITIES, OUTPUT_RECONSTRUCTION, ModelSpec
-from pixelserve.training import evaluate, variants
-from pixelserve.training.data import Dataset
-from pixelserve.training.robustness import prepared_batch
+
+from . import evaluate, variants
+from .data import Dataset
+from .robustness import prepared_batch
 
 MAX_SAMPLES = 256
 MAX_BYTES = 300 * 1024
@@ -57,7 +58,7 @@ def _inputs(spec: ModelSpec, data: Dataset, count: int, sigma: float, seed: int)
 
 
 def _variant_sets(data: Dataset, seed: int) -> list[variants.Variant]:
-    from pixelserve.training.robustness import variant_sets
+    from .robustness import variant_sets
 
     return variant_sets(data, count=MAX_SAMPLES, seed=seed)
 

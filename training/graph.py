@@ -19,7 +19,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from pixelserve.modelspec import INPUT_IMAGE, OUTPUT_ANOMALY_MAP, OUTPUT_PROBABILITIES, OUTPUT_RECONSTRUCTION
-from pixelserve.training.calibration import FLOOR
+
+from .calibration import FLOOR
 
 
 def _opset(model: onnx.ModelProto) -> int:

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
-from pixelserve.training.layers import ContractiveDense, PartialDirac, Whitening
+from .layers import ContractiveDense, PartialDirac, Whitening
 
 NORMALIZE_LAYER = "normalize"
 

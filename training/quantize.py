@@ -33,12 +33,13 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from pixelserve.measured import GoldenTolerance, QualityGate, Quantization, QuantizationSource, SpeedGate
 from pixelserve.modelspec import INPUT_IMAGE, MODEL_FILE, SPEC_FILE, ModelSpec, Quality
-from pixelserve.training import evaluate
-from pixelserve.training.data import Dataset, file_sha256, load_dataset
-from pixelserve.training.golden import write_golden_set
-from pixelserve.training.machine import cpu_name
-from pixelserve.training.recipes import Recipe
-from pixelserve.training.versions import latest_version, next_version
+
+from . import evaluate
+from .data import Dataset, file_sha256, load_dataset
+from .golden import write_golden_set
+from .machine import cpu_name
+from .recipes import Recipe
+from .versions import latest_version, next_version
 
 log = logging.getLogger(__name__)
 

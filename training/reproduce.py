@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
-from pixelserve.training import calibration, evaluate
-from pixelserve.training.data import load_dataset
-from pixelserve.training.recipes import Recipe
+
+from . import calibration, evaluate
+from .data import load_dataset
+from .recipes import Recipe
 
 
 def reproduce_quality(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def reproduce_quality(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:
 
 def reproduce_variants(model_dir: Path, data_dir: Path | None) -> dict[str, Any]:
     """Accuracy on real-world variants through the declared preprocessing, and through a plain stretch."""
-    from pixelserve.training.robustness import variant_accuracies
+    from .robustness import variant_accuracies
 
     spec = ModelSpec.load(model_dir / SPEC_FILE)
     if spec.task != "classify":
@@ -64,7 +65,7 @@ def record_variants(model_dir: Path, accuracies: dict[str, float]) -> None:
 
 def record_golden(model_dir: Path, data_dir: Path | None) -> None:
     """Write the golden set of an exported version from its own graph, and name it in model.json."""
-    from pixelserve.training.golden import write_golden_set
+    from .golden import write_golden_set
 
     spec = ModelSpec.load(model_dir / SPEC_FILE)
     recipe = Recipe.from_dict(spec.recipe)

@@ -14,8 +14,9 @@ import onnxruntime as ort
 
 from pixelserve import imaging
 from pixelserve.modelspec import OUTPUT_PROBABILITIES, Preprocessing
-from pixelserve.training import evaluate, variants
-from pixelserve.training.data import Dataset
+
+from . import evaluate, variants
+from .data import Dataset
 
 COUNT = 1000  # images per variant
 SEED = 0

@@ -18,12 +18,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pixelserve.training import augment, models, optim
-from pixelserve.training import layers as training_layers
-from pixelserve.training.data import Dataset, load_dataset
-from pixelserve.training.export import Normalization, export_model, validation_split
-from pixelserve.training.machine import cpu_name
-from pixelserve.training.recipes import Recipe
+from . import augment, models, optim
+from . import layers as training_layers
+from .data import Dataset, load_dataset
+from .export import Normalization, export_model, validation_split
+from .machine import cpu_name
+from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,12 @@ from pixelserve.modelspec import (
     ModelSpec,
     TensorSpec,
 )
-from pixelserve.training import calibration, detection, evaluate, graph, robustness
-from pixelserve.training.data import Dataset
-from pixelserve.training.golden import write_golden_set
-from pixelserve.training.recipes import Recipe
-from pixelserve.training.versions import latest_version
+
+from . import calibration, detection, evaluate, graph, robustness
+from .data import Dataset
+from .golden import write_golden_set
+from .recipes import Recipe
+from .versions import latest_version
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ MIN_CHANGE = 0.05  # a temperature within 5% of 1 is left out of the graph: noth
 
 
 def _validation(data: Dataset, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
-    from pixelserve.training.export import validation_split
+    from .export import validation_split
 
     _, held_out = validation_split(len(data.x_train), recipe.validation_split, recipe.seed)
     return data.x_train[held_out], data.y_train[held_out]
@@ -187,7 +188,7 @@ def refresh(model_dir: Path, data_dir: Path | None) -> ModelSpec:
     """Measure the trust evidence of an already exported version again, in place: for versions exported before
     a trust step existed, or after its partner autoencoder changed. No TensorFlow: the steps only read the ONNX
     graph and the dataset. The version directory is replaced whole once every step has passed."""
-    from pixelserve.training.data import load_dataset
+    from .data import load_dataset
 
     spec = ModelSpec.load(model_dir / SPEC_FILE)
     if spec.calibration is not None and spec.calibration.in_graph:

@@ -11,8 +11,8 @@ from typing import Any
 
 import grpc
 
-from pixelserve.service import access_log
-from pixelserve.service.access_log import REQUEST_ID_HEADER, AccessLog, RequestNote
+from ..observe import access_log
+from ..observe.access_log import REQUEST_ID_HEADER, AccessLog, RequestNote
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 TASKS = {"Classify": "classify", "ClassifyStream": "classify", "Denoise": "denoise", "Reconstruct": "reconstruct",

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
-from pixelserve.service.errors import Unauthenticated, mapping_for
+from ..errors import Unauthenticated, mapping_for
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 

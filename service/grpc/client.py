@@ -20,20 +20,8 @@ import grpc
 import numpy as np
 
 from pixelserve.modelspec import Preprocessing
-from pixelserve.service.errors import (
-    DeadlineExceeded,
-    InvalidInput,
-    ModelNotFound,
-    ModelNotReady,
-    Overloaded,
-    PayloadTooLarge,
-    ServiceError,
-    Unauthenticated,
-)
-from pixelserve.service.grpc.converters import array_from_tensor, tensor_from_array
-from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
-from pixelserve.service.types import (
+
+from ..core.types import (
     Classification,
     Encoding,
     ImageInputs,
@@ -44,6 +32,19 @@ from pixelserve.service.types import (
     TaskName,
     TaskResult,
 )
+from ..errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthenticated,
+)
+from .converters import array_from_tensor, tensor_from_array
+from .gen.pixelserve.v1 import pixelserve_pb2 as pb
+from .gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 

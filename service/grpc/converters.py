@@ -6,11 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pixelserve.service import images
-from pixelserve.service.errors import InvalidInput
-from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-from pixelserve.service.images import encode_png
-from pixelserve.service.types import (
+from ..core import images
+from ..core.images import encode_png
+from ..core.types import (
     Classification,
     Encoding,
     ImageInputs,
@@ -20,7 +18,9 @@ from pixelserve.service.types import (
     Reconstruction,
     TaskResult,
 )
-from pixelserve.service.v2.tensors import MAX_RANK, element_count
+from ..errors import InvalidInput
+from ..protocol.v2.tensors import MAX_RANK, element_count
+from .gen.pixelserve.v1 import pixelserve_pb2 as pb
 
 _DTYPES: dict[int, np.dtype] = {
     pb.Tensor.DATA_TYPE_UINT8: np.dtype(np.uint8),

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Collection
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pixelserve.service.types import Core, ModelRef
+from ..core.types import Core, ModelRef
 
 HealthStatus = health_pb2.HealthCheckResponse.ServingStatus
 WATCH_INTERVAL_S = 0.5

@@ -11,20 +11,20 @@ from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from pixelserve.service.grpc.auth import ApiKeyInterceptor
-from pixelserve.service.grpc.gen.inference import grpc_service_pb2, grpc_service_pb2_grpc, model_config_pb2
-from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2, pixelserve_pb2_grpc
-from pixelserve.service.grpc.health import HealthServicer
-from pixelserve.service.grpc.task_servicer import TaskServicer
-from pixelserve.service.grpc.v2_servicer import InferenceServicer
-from pixelserve.service.grpc.wire import Wrapper, add_guarded
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core
+from ..core.types import Core
+from ..observe.metrics import Metrics
+from ..settings import Settings
+from .auth import ApiKeyInterceptor
+from .gen.inference import grpc_service_pb2, grpc_service_pb2_grpc, model_config_pb2
+from .gen.pixelserve.v1 import pixelserve_pb2, pixelserve_pb2_grpc
+from .health import HealthServicer
+from .task_servicer import TaskServicer
+from .v2_servicer import InferenceServicer
+from .wire import Wrapper, add_guarded
 
 if TYPE_CHECKING:  # imported only when they are on
-    from pixelserve.service.access_log import AccessLog
-    from pixelserve.service.tracing import Tracing
+    from ..observe.access_log import AccessLog
+    from ..observe.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,11 @@ def create_grpc_server(
     )
     wrappers: list[Wrapper] = []
     if access is not None:
-        from pixelserve.service.grpc.access import access_logged
+        from .access import access_logged
 
         wrappers.append(access_logged(access, tracing.trace_id if tracing is not None else None))
     if tracing is not None:  # outermost, so the access log sees the call's trace
-        from pixelserve.service.grpc.tracing import traced
+        from .tracing import traced
 
         wrappers.append(traced(tracing))
     add_guarded(pixelserve_pb2_grpc.add_PixelServeServicer_to_server, TaskServicer(core, settings, metrics), server,

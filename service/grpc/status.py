@@ -14,8 +14,8 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from pixelserve.service import access_log
-from pixelserve.service.errors import ServiceError, mapping_for
+from ..errors import ServiceError, mapping_for
+from ..observe import access_log
 
 log = logging.getLogger(__name__)
 

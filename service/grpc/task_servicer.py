@@ -7,14 +7,14 @@ from typing import TypeVar
 
 import grpc
 
-from pixelserve.service.grpc import converters
-from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
-from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
-from pixelserve.service.grpc.status import guarded, ordered_map, status_of
-from pixelserve.service.grpc.wire import received_bytes
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core, ImageInputs, TaskName
+from ..core.types import Core, ImageInputs, TaskName
+from ..observe.metrics import Metrics
+from ..settings import Settings
+from . import converters
+from .gen.pixelserve.v1 import pixelserve_pb2 as pb
+from .gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
+from .status import guarded, ordered_map, status_of
+from .wire import received_bytes
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from pixelserve.service.tracing import Tracing
+from ..observe.tracing import Tracing
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 

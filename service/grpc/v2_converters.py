@@ -1,6 +1,6 @@
-"""KServe V2 (Triton) protobuf messages <-> `pixelserve.service.v2`'s wire-neutral values.
+"""KServe V2 (Triton) protobuf messages <-> `pixelserve.service.protocol.v2`'s wire-neutral values.
 
-Only the gRPC encoding lives here; what a request means is decided in `pixelserve.service.v2`. As Triton
+Only the gRPC encoding lives here; what a request means is decided in `pixelserve.service.protocol.v2`. As Triton
 does it: typed contents (UINT8 in `uint_contents`, ...) or `raw_input_contents`, and a request that sent raw
 inputs gets raw outputs. Metadata, configuration, statistics and the index are the V2 module's JSON
 dictionaries parsed into their messages, so they cannot differ from what REST sends.
@@ -14,11 +14,11 @@ import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from pixelserve.service.errors import InvalidInput
-from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as pb
-from pixelserve.service.v2.infer import InferRequest, InferResponse, InputTensor, RequestedOutput, class_count
-from pixelserve.service.v2.metadata import model_ref
-from pixelserve.service.v2.tensors import BYTES, V2_TYPES, join_bytes, split_bytes
+from ..errors import InvalidInput
+from ..protocol.v2.infer import InferRequest, InferResponse, InputTensor, RequestedOutput, class_count
+from ..protocol.v2.metadata import model_ref
+from ..protocol.v2.tensors import BYTES, V2_TYPES, join_bytes, split_bytes
+from .gen.inference import grpc_service_pb2 as pb
 
 M = TypeVar("M", bound=Message)
 

@@ -1,6 +1,6 @@
 """inference.GRPCInferenceService: the KServe V2 / Triton gRPC protocol, for tritonclient and friends.
 
-Each method decodes its protobuf request, asks `pixelserve.service.v2` (the same calls REST makes) and
+Each method decodes its protobuf request, asks `pixelserve.service.protocol.v2` (the same calls REST makes) and
 encodes the answer; see `v2_converters` for the encoding.
 """
 
@@ -10,19 +10,19 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from pixelserve.service.grpc import v2_converters as convert
-from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as pb
-from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as pb_grpc
-from pixelserve.service.grpc.gen.inference import model_config_pb2 as config_pb
-from pixelserve.service.grpc.status import guarded, ordered_map, status_of
-from pixelserve.service.grpc.wire import received_bytes
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core
-from pixelserve.service.v2 import metadata as v2_metadata
-from pixelserve.service.v2.infer import check_declared_images
-from pixelserve.service.v2.infer import infer as v2_infer
-from pixelserve.service.v2.metadata import model_ref
+from ..core.types import Core
+from ..observe.metrics import Metrics
+from ..protocol.v2 import metadata as v2_metadata
+from ..protocol.v2.infer import check_declared_images
+from ..protocol.v2.infer import infer as v2_infer
+from ..protocol.v2.metadata import model_ref
+from ..settings import Settings
+from . import v2_converters as convert
+from .gen.inference import grpc_service_pb2 as pb
+from .gen.inference import grpc_service_pb2_grpc as pb_grpc
+from .gen.inference import model_config_pb2 as config_pb
+from .status import guarded, ordered_map, status_of
+from .wire import received_bytes
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from pixelserve.service.errors import InvalidInput, mapping_for
+from ..errors import InvalidInput, mapping_for
 
 Parse = Callable[[bytes], Any]
 # Runs fn(*args) for work of `size` bytes: inline when small, on a thread when it would hold the event loop

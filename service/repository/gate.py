@@ -15,9 +15,10 @@ import numpy as np
 
 from pixelserve import golden
 from pixelserve.modelspec import INPUT_IMAGE, ModelSpec
-from pixelserve.service import images
-from pixelserve.service.repository.disk import VersionRejected
-from pixelserve.service.runtime import CPU, ModelRunner
+
+from ..core import images
+from ..core.runtime import CPU, ModelRunner
+from .disk import VersionRejected
 
 MAX_PIXELS = 4096 * 4096
 QUALITY_GATE = "quality gate"  # how a gate rejection's reason begins (index, logs, metric label)

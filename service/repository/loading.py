@@ -12,11 +12,12 @@ from pathlib import Path
 import onnxruntime as ort
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec, TensorSpec
-from pixelserve.service.errors import ModelNotReady
-from pixelserve.service.repository import gate
-from pixelserve.service.repository.disk import VersionRejected
-from pixelserve.service.runtime import ModelRunner, SessionFactory, warm_up
-from pixelserve.service.settings import Settings
+
+from ..core.runtime import ModelRunner, SessionFactory, warm_up
+from ..errors import ModelNotReady
+from ..settings import Settings
+from . import gate
+from .disk import VersionRejected
 
 log = logging.getLogger(__name__)
 

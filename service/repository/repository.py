@@ -22,21 +22,22 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pixelserve.modelspec import NAME_PATTERN
-from pixelserve.service.batching import DynamicBatcher
-from pixelserve.service.drift import DriftWindow
-from pixelserve.service.errors import ModelNotFound, ModelNotReady
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.repository import disk
-from pixelserve.service.repository.disk import DiskVersion, Fingerprint, VersionRejected
-from pixelserve.service.repository.gate import QUALITY_GATE
-from pixelserve.service.repository.loading import load_version
-from pixelserve.service.repository.serving import ModelRecord, ServedVersion, VersionRecord
-from pixelserve.service.runtime import SessionFactory
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import ModelInfo, ModelRef, ModelStatus
+
+from ..core.batching import DynamicBatcher
+from ..core.runtime import SessionFactory
+from ..core.types import ModelInfo, ModelRef, ModelStatus
+from ..errors import ModelNotFound, ModelNotReady
+from ..observe.drift import DriftWindow
+from ..observe.metrics import Metrics
+from ..settings import Settings
+from . import disk
+from .disk import DiskVersion, Fingerprint, VersionRejected
+from .gate import QUALITY_GATE
+from .loading import load_version
+from .serving import ModelRecord, ServedVersion, VersionRecord
 
 if TYPE_CHECKING:  # imported only when tracing is on
-    from pixelserve.service.tracing import Tracing
+    from ..observe.tracing import Tracing
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pixelserve.modelspec import ModelSpec
-from pixelserve.service.batching import DynamicBatcher
-from pixelserve.service.drift import DriftWindow
-from pixelserve.service.repository.disk import DiskVersion, Fingerprint
-from pixelserve.service.runtime import ModelRunner
-from pixelserve.service.stats import RequestStats
-from pixelserve.service.types import ModelState
+
+from ..core.batching import DynamicBatcher
+from ..core.runtime import ModelRunner
+from ..core.stats import RequestStats
+from ..core.types import ModelState
+from ..observe.drift import DriftWindow
+from .disk import DiskVersion, Fingerprint
 
 
 class ServedVersion:

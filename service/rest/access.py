@@ -10,9 +10,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pixelserve.service import access_log
-from pixelserve.service.access_log import REQUEST_ID_HEADER, AccessLog, RequestNote
-from pixelserve.service.rest.app import is_internal
+from ..observe import access_log
+from ..observe.access_log import REQUEST_ID_HEADER, AccessLog, RequestNote
+from .app import is_internal
 
 PROBES = re.compile(r"^/(metrics$|v2/health/|v2/models/[^/]+(/versions/[^/]+)?/ready$)")
 TASK_ROUTE = re.compile(r"^/v1/models/([^/:]+)(?:/versions/[^/:]+)?:(\w+)$")

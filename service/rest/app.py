@@ -11,21 +11,22 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Scope
 
 import pixelserve
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.rest.artifacts import create_artifact_router
-from pixelserve.service.rest.auth import api_key_guard
-from pixelserve.service.rest.errors import install_error_handler
-from pixelserve.service.rest.fastpath import FastPath
-from pixelserve.service.rest.limits import BodyLimitMiddleware
-from pixelserve.service.rest.playground import install_playground
-from pixelserve.service.rest.tasks import create_task_router
-from pixelserve.service.rest.v2 import create_v2_health_router, create_v2_router
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core
+
+from ..core.types import Core
+from ..observe.metrics import Metrics
+from ..settings import Settings
+from .artifacts import create_artifact_router
+from .auth import api_key_guard
+from .errors import install_error_handler
+from .fastpath import FastPath
+from .limits import BodyLimitMiddleware
+from .playground import install_playground
+from .tasks import create_task_router
+from .v2 import create_v2_health_router, create_v2_router
 
 if TYPE_CHECKING:  # imported only when they are on
-    from pixelserve.service.access_log import AccessLog
-    from pixelserve.service.tracing import Tracing
+    from ..observe.access_log import AccessLog
+    from ..observe.tracing import Tracing
 
 DESCRIPTION = """Image classification, denoising and reconstruction (anomaly score) on ONNX models.
 
@@ -58,12 +59,12 @@ def create_app(
     if settings.cors_origins:
         app = CORSMiddleware(app, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     if access is not None:
-        from pixelserve.service.rest.access import AccessLogMiddleware
+        from .access import AccessLogMiddleware
 
         trace_id = tracing.trace_id if tracing is not None else None
         app = AccessLogMiddleware(app, access, probes=settings.access_log_probes, trace_id=trace_id)
     if tracing is not None:
-        from pixelserve.service.rest.tracing import TracingMiddleware
+        from .tracing import TracingMiddleware
 
         app = TracingMiddleware(app, tracing)
     return app

@@ -14,9 +14,9 @@ from fastapi import APIRouter
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse
 
-from pixelserve.service.rest.routing import add_model_routes
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core, ModelRef
+from ..core.types import Core, ModelRef
+from ..settings import Settings
+from .routing import add_model_routes
 
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 

@@ -10,7 +10,7 @@ from fastapi import Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from pixelserve.service.errors import Unauthenticated
+from ..errors import Unauthenticated
 
 API_KEY_HEADER = "X-API-Key"
 

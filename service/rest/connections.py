@@ -20,8 +20,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.settings import Settings
+from ..observe.metrics import Metrics
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
-from pixelserve.service.errors import InvalidInput, Overloaded, ServiceError, mapping_for
+from ..errors import InvalidInput, Overloaded, ServiceError, mapping_for
 
 log = logging.getLogger(__name__)
 

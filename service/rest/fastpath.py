@@ -18,13 +18,18 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pixelserve.service.errors import ClientLeft, InvalidInput, PayloadTooLarge, ServiceError, Unauthenticated
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.rest.auth import API_KEY_HEADER
-from pixelserve.service.rest.errors import service_error_response
-from pixelserve.service.rest.limits import joined
-from pixelserve.service.rest.tasks import prepared_json
-from pixelserve.service.rest.uploads import (
+from ..core.types import Core
+from ..errors import ClientLeft, InvalidInput, PayloadTooLarge, ServiceError, Unauthenticated
+from ..observe.metrics import Metrics
+from ..protocol.v2.infer import infer as v2_infer
+from ..protocol.v2.metadata import model_ref
+from ..protocol.v2.tensors import is_count
+from ..settings import Settings
+from .auth import API_KEY_HEADER
+from .errors import service_error_response
+from .limits import joined
+from .tasks import prepared_json
+from .uploads import (
     JSON,
     MULTIPART,
     RAW_TYPES,
@@ -34,12 +39,7 @@ from pixelserve.service.rest.uploads import (
     parse_json_upload,
     task_inputs,
 )
-from pixelserve.service.rest.v2_codec import BINARY_OUTPUT, HEADER_LENGTH, decode_request, encode_response, inflate
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core
-from pixelserve.service.v2.infer import infer as v2_infer
-from pixelserve.service.v2.metadata import model_ref
-from pixelserve.service.v2.tensors import is_count
+from .v2_codec import BINARY_OUTPUT, HEADER_LENGTH, decode_request, encode_response, inflate
 
 log = logging.getLogger(__name__)
 

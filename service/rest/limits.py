@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pixelserve.service.errors import PayloadTooLarge
-from pixelserve.service.offload import Offloader
-from pixelserve.service.rest.errors import service_error_response
+from ..core.offload import Offloader
+from ..errors import PayloadTooLarge
+from .errors import service_error_response
 
 
 def check_json_size(size: int, limit: int, what: str, advice: str = "") -> None:

@@ -13,12 +13,22 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from pixelserve.service.errors import ServiceError
-from pixelserve.service.images import encode_png
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.offload import Offloader
-from pixelserve.service.rest.routing import add_model_routes
-from pixelserve.service.rest.schemas import (
+from ..core.images import encode_png
+from ..core.offload import Offloader
+from ..core.types import (
+    DEFAULT_TOP_K,
+    Classification,
+    Core,
+    ModelRef,
+    Reconstruction,
+    ServedBy,
+    TaskResult,
+)
+from ..errors import ServiceError
+from ..observe.metrics import Metrics
+from ..settings import Settings
+from .routing import add_model_routes
+from .schemas import (
     ClassificationOut,
     ClassifyResponse,
     EncodeResponse,
@@ -33,17 +43,7 @@ from pixelserve.service.rest.schemas import (
     ServedModel,
     VersionStatus,
 )
-from pixelserve.service.rest.uploads import Options, Upload, read_upload, task_inputs
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import (
-    DEFAULT_TOP_K,
-    Classification,
-    Core,
-    ModelRef,
-    Reconstruction,
-    ServedBy,
-    TaskResult,
-)
+from .uploads import Options, Upload, read_upload, task_inputs
 
 PNG = "image/png"
 

@@ -9,8 +9,8 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pixelserve.service.rest.app import is_internal
-from pixelserve.service.tracing import Tracing
+from ..observe.tracing import Tracing
+from .app import is_internal
 
 UNTRACED = re.compile(r"^/($|metrics$|ui(/|$)|v2/health/|v2/models/[^/]+(/versions/[^/]+)?/ready$)")
 MODEL = re.compile(r"/models/[^/:]+")

@@ -19,13 +19,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from pixelserve.service.errors import InvalidInput
-from pixelserve.service.images import choices
-from pixelserve.service.offload import Offloader
-from pixelserve.service.rest.limits import check_json_size, read_body
-from pixelserve.service.rest.schemas import ImagesRequest
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import ImageInputs
+from ..core.images import choices
+from ..core.offload import Offloader
+from ..core.types import ImageInputs
+from ..errors import InvalidInput
+from ..settings import Settings
+from .limits import check_json_size, read_body
+from .schemas import ImagesRequest
 
 # curl --data-binary sends application/x-www-form-urlencoded unless told otherwise: treat it as a raw image.
 RAW_TYPES = ("application/octet-stream", "application/x-www-form-urlencoded", "")

@@ -1,6 +1,6 @@
 """KServe V2 / Open Inference Protocol over HTTP, shaped so ``tritonclient.http`` works unchanged.
 
-The protocol is decided in `pixelserve.service.v2`; these routes only read bodies, call it and write JSON
+The protocol is decided in `pixelserve.service.protocol.v2`; these routes only read bodies, call it and write JSON
 (plus the binary tensor data extension for inference, see `v2_codec`). Besides the core protocol: the Triton
 extensions binary_tensor_data, classification, model_configuration, model_repository and statistics.
 """
@@ -13,18 +13,18 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from pixelserve.service.errors import InvalidInput, ModelNotReady
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.offload import Offloader
-from pixelserve.service.rest.limits import check_json_size, read_body
-from pixelserve.service.rest.routing import add_model_routes
-from pixelserve.service.rest.v2_codec import BINARY_OUTPUT, HEADER_LENGTH, decode_request, encode_response, inflate
-from pixelserve.service.rest.v2_codec import parse_json as parse_json_body
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core
-from pixelserve.service.v2 import metadata as v2_metadata
-from pixelserve.service.v2.infer import infer as v2_infer
-from pixelserve.service.v2.metadata import model_ref
+from ..core.offload import Offloader
+from ..core.types import Core
+from ..errors import InvalidInput, ModelNotReady
+from ..observe.metrics import Metrics
+from ..protocol.v2 import metadata as v2_metadata
+from ..protocol.v2.infer import infer as v2_infer
+from ..protocol.v2.metadata import model_ref
+from ..settings import Settings
+from .limits import check_json_size, read_body
+from .routing import add_model_routes
+from .v2_codec import BINARY_OUTPUT, HEADER_LENGTH, decode_request, encode_response, inflate
+from .v2_codec import parse_json as parse_json_body
 
 
 class JSON(Response):

@@ -3,7 +3,7 @@
 With the binary tensor data extension the header's length is in ``Inference-Header-Content-Length`` and each
 binary input names its byte count in ``parameters.binary_data_size``; the chunks follow the header in input
 order. In JSON, numbers are flat or nested lists and BYTES elements are base64 strings (JSON strings cannot
-hold arbitrary bytes). What the request means is `pixelserve.service.v2.infer`'s business; this module only
+hold arbitrary bytes). What the request means is `pixelserve.service.protocol.v2.infer`'s business; this module only
 turns bytes into its `InferRequest` and its `InferResponse` back into bytes.
 
 Request compression (``Content-Encoding: gzip|deflate``, as tritonclient can send) is inflated with the same
@@ -22,10 +22,9 @@ import numpy as np
 import orjson
 import simdjson
 
-from pixelserve.service.errors import InvalidInput, PayloadTooLarge
-from pixelserve.service.rest.limits import check_json_size
-from pixelserve.service.types import ModelRef
-from pixelserve.service.v2.infer import (
+from ..core.types import ModelRef
+from ..errors import InvalidInput, PayloadTooLarge
+from ..protocol.v2.infer import (
     InferRequest,
     InferResponse,
     InputTensor,
@@ -33,7 +32,8 @@ from pixelserve.service.v2.infer import (
     RequestedOutput,
     class_count,
 )
-from pixelserve.service.v2.tensors import BYTES, V2_TYPES, is_count, join_bytes, split_bytes
+from ..protocol.v2.tensors import BYTES, V2_TYPES, is_count, join_bytes, split_bytes
+from .limits import check_json_size
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"

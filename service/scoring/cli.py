@@ -13,14 +13,15 @@ from pydantic import Field, SecretStr
 from pydantic_settings import CliImplicitFlag, SettingsConfigDict
 
 from pixelserve.commandline import CommandSettings, parse
-from pixelserve.service.errors import ServiceError
-from pixelserve.service.scoring.driver import Summary
-from pixelserve.service.scoring.job import Job, OutputFormat
-from pixelserve.service.scoring.manifest import JobMismatch
-from pixelserve.service.scoring.sinks import format_for
-from pixelserve.service.scoring.sources import Source, SourceError, open_source
-from pixelserve.service.settings import Device
-from pixelserve.service.types import DEFAULT_TOP_K, NormalizeMode, ResizeMode, TaskName
+
+from ..core.types import DEFAULT_TOP_K, NormalizeMode, ResizeMode, TaskName
+from ..errors import ServiceError
+from ..settings import Device
+from .driver import Summary
+from .job import Job, OutputFormat
+from .manifest import JobMismatch
+from .sinks import format_for
+from .sources import Source, SourceError, open_source
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the job stopped (model failed, server unreachable): rerun the same command to resume
@@ -129,14 +130,14 @@ def engine_for(job: Job) -> Callable[[Job, Source], Summary]:
             raise MissingExtra(
                 f"--engine ray needs Ray Data ({exc}); install it with: pip install 'pixelserve[batch]'"
             ) from exc
-        from pixelserve.service.scoring import engine_ray
+        from . import engine_ray
 
         return engine_ray.run
     if job.engine == "server":
-        from pixelserve.service.scoring import engine_server
+        from . import engine_server
 
         return engine_server.run
-    from pixelserve.service.scoring import engine_local
+    from . import engine_local
 
     return engine_local.run
 
@@ -179,6 +180,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_usage(error: ServiceError) -> bool:
-    from pixelserve.service.errors import InvalidInput, ModelNotFound, Unauthenticated, UnsupportedTask
+    from ..errors import InvalidInput, ModelNotFound, Unauthenticated, UnsupportedTask
 
     return isinstance(error, ModelNotFound | UnsupportedTask | InvalidInput | Unauthenticated)

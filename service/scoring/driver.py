@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pixelserve.service.scoring.job import Job, Target, identity
-from pixelserve.service.scoring.manifest import WorkDir, shard_ranges, work_dir_for
-from pixelserve.service.scoring.scorer import Row, Scorer, TaskRunner
-from pixelserve.service.scoring.sinks import write_errors, write_output
-from pixelserve.service.scoring.sources import Source
-from pixelserve.service.types import Applied, ImageInputs
+from ..core.types import Applied, ImageInputs
+from .job import Job, Target, identity
+from .manifest import WorkDir, shard_ranges, work_dir_for
+from .scorer import Row, Scorer, TaskRunner
+from .sinks import write_errors, write_output
+from .sources import Source
 
 
 class Progress:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from pixelserve.service.core import InferenceCore, build_core
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.scoring.driver import Summary, finish, make_scorer, probe, score_job, with_task
-from pixelserve.service.scoring.job import Job, Target
-from pixelserve.service.scoring.sources import Source
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import ModelRef
+from ..core.core import InferenceCore, build_core
+from ..core.types import ModelRef
+from ..observe.metrics import Metrics
+from ..settings import Settings
+from .driver import Summary, finish, make_scorer, probe, score_job, with_task
+from .job import Job, Target
+from .sources import Source
 
 SHARDS_IN_FLIGHT = 2
 REQUEST_TIMEOUT_S = 3600.0  # a whole shard is one request; on a slow CPU that can take minutes

@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from pixelserve.service.core import build_core
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.scoring.driver import Plan, Progress, Summary, finish, make_plan, make_scorer
-from pixelserve.service.scoring.engine_local import checked_target, core_settings
-from pixelserve.service.scoring.job import Job, Target
-from pixelserve.service.scoring.scorer import Row
-from pixelserve.service.scoring.sources import Source
+from ..core.core import build_core
+from ..observe.metrics import Metrics
+from .driver import Plan, Progress, Summary, finish, make_plan, make_scorer
+from .engine_local import checked_target, core_settings
+from .job import Job, Target
+from .scorer import Row
+from .sources import Source
 
 ACTOR_CPUS = 0.5
 RAY_TEMP_DIR = "/tmp/ray-pixelserve"  # short: Ray's socket paths must fit in 107 bytes

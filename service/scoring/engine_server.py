@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 
-from pixelserve.service.grpc.client import TaskClient
-from pixelserve.service.scoring.driver import Summary, finish, score_job
-from pixelserve.service.scoring.job import Job, Target
-from pixelserve.service.scoring.sources import Source
-from pixelserve.service.settings import Settings
-from pixelserve.service.types import ModelRef
+from ..core.types import ModelRef
+from ..grpc.client import TaskClient
+from ..settings import Settings
+from .driver import Summary, finish, score_job
+from .job import Job, Target
+from .sources import Source
 
 SHARDS_IN_FLIGHT = 2  # each shard sends its requests concurrently; the client bounds the total
 

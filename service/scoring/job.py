@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pixelserve.modelspec import Preprocessing
-from pixelserve.service.scoring.sources import Source
-from pixelserve.service.types import DEFAULT_TOP_K, NormalizeMode, ResizeMode, TaskName
+
+from ..core.types import DEFAULT_TOP_K, NormalizeMode, ResizeMode, TaskName
+from .sources import Source
 
 OutputFormat = Literal["parquet", "jsonl", "csv"]
 EngineName = Literal["local", "ray", "server"]

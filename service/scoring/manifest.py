@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pixelserve.service.scoring.scorer import Row
-from pixelserve.service.scoring.sinks import read_jsonl, temp_path, write_jsonl
+from .scorer import Row
+from .sinks import read_jsonl, temp_path, write_jsonl
 
 MANIFEST = "manifest.json"
 

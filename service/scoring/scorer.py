@@ -19,12 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from pixelserve.service import images
-from pixelserve.service.errors import InvalidInput
-from pixelserve.service.rows import Row, error_row, result_rows
-from pixelserve.service.scoring.job import Target
-from pixelserve.service.scoring.sources import Entry, Payload
-from pixelserve.service.types import (
+from ..core import images
+from ..core.types import (
     Applied,
     Classification,
     Encoding,
@@ -34,10 +30,14 @@ from pixelserve.service.types import (
     TaskName,
     TaskResult,
 )
+from ..errors import InvalidInput
+from .job import Target
+from .rows import Row, error_row, result_rows
+from .sources import Entry, Payload
 
 
 class TaskRunner(Protocol):
-    """The part of `pixelserve.service.types.Core` scoring calls; the gRPC client offers the same calls remotely."""
+    """The part of `core.types.Core` scoring calls; the gRPC client offers the same calls remotely."""
 
     async def classify(
         self, ref: ModelRef, inputs: ImageInputs, *, top_k: int | None = None

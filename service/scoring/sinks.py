@@ -11,10 +11,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pixelserve.service.scoring.job import OutputFormat
-from pixelserve.service.scoring.scorer import Row
-from pixelserve.service.scoring.sources import IdType
-from pixelserve.service.types import TaskName
+from ..core.types import TaskName
+from .job import OutputFormat
+from .scorer import Row
+from .sources import IdType
 
 COMMON_COLUMNS = ("id", "path", "model", "version", "status", "error")
 TASK_COLUMNS: dict[str, tuple[str, ...]] = {

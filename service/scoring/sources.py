@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pixelserve.service.errors import InvalidInput
+from ..errors import InvalidInput
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")

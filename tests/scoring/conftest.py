@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pixelserve.service.score import main as score_main
+from pixelserve.service.scoring.main import main as score_main
 from tests import prerequisites
 from tests.service.conftest import metrics, model_repository, repository_template, settings
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pixelserve.modelspec import SPEC_FILE, ModelSpec
-from pixelserve.service import images
+from pixelserve.service.core import images
 from tests.scoring.conftest import COMMITTED_MODELS, ids, read_rows, require, score
 from tests.service.models import CLASSIFIER_RGB, reference_session
 

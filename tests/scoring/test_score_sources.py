@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pixelserve.service.images import encode_png
+from pixelserve.service.core.images import encode_png
 from tests.scoring.conftest import ids, read_rows, score
 from tests.service.models import (
     AUTOENCODER,

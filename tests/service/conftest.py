@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pixelserve.service.core import InferenceCore, build_core
-from pixelserve.service.metrics import Metrics
+from pixelserve.service.core.core import InferenceCore, build_core
+from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
 from tests.service.models import build_repository
 

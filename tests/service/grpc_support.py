@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from pixelserve.service.core.types import Core
 from pixelserve.service.grpc.server import create_grpc_server
-from pixelserve.service.metrics import Metrics
+from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core
 
 
 def free_port() -> int:

@@ -20,10 +20,10 @@ import httpx
 import numpy as np
 import uvicorn
 
-from pixelserve.service.metrics import Metrics
+from pixelserve.service.core.types import Core
+from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.rest.app import create_app
 from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core
 from tests.service.grpc_support import free_port
 from tests.service.models import reference_session
 

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from pixelserve.modelspec import SPEC_FILE, ModelSpec
-from pixelserve.service.core import InferenceCore
-from pixelserve.service.metrics import Metrics
+from pixelserve.service.core.core import InferenceCore
+from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.rest.app import create_api
 from pixelserve.service.settings import Settings
 from tests.service.abuse_support import Reply

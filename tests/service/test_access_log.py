@@ -14,10 +14,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pixelserve.service.access_log import AccessLog, RequestIds
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
-from pixelserve.service.metrics import Metrics
+from pixelserve.service.observe.access_log import AccessLog, RequestIds
+from pixelserve.service.observe.metrics import Metrics
 from tests.service.models import CLASSIFIER, encode_image, random_images
 from tests.service.rest_support import ServerProcess, server_process
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixelserve.service.batching import DynamicBatcher
+from pixelserve.service.core.batching import DynamicBatcher
+from pixelserve.service.core.runtime import Feeds, ModelRunner
 from pixelserve.service.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded, PayloadTooLarge
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.runtime import Feeds, ModelRunner
+from pixelserve.service.observe.metrics import Metrics
 from tests.service.models import CLASSIFIER, random_images, reference_session
 
 POISON = 255  # an all-255 image makes the injected runner fail its whole batch

@@ -7,10 +7,10 @@ import pytest
 
 from pixelserve import anomaly
 from pixelserve.modelspec import SPEC_FILE, ModelSpec
-from pixelserve.service import images
-from pixelserve.service.core import InferenceCore
+from pixelserve.service.core import images
+from pixelserve.service.core.core import InferenceCore
+from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.errors import InvalidInput, ShuttingDown, UnsupportedTask
-from pixelserve.service.types import ImageInputs, ModelRef
 from tests.service.models import (
     AUTOENCODER,
     CLASSIFIER,

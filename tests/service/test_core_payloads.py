@@ -14,17 +14,17 @@ import httpx
 import numpy as np
 import pytest
 
-from pixelserve.service.access_log import AccessLog
-from pixelserve.service.core import build_core
+from pixelserve.service.core.core import build_core
+from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as v2_pb
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 from pixelserve.service.grpc.server import create_grpc_server
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.payloads.shards import read_rows, shard_files
+from pixelserve.service.observe.access_log import AccessLog
+from pixelserve.service.observe.metrics import Metrics
+from pixelserve.service.observe.payloads.shards import read_rows, shard_files
 from pixelserve.service.settings import Settings
-from pixelserve.service.types import ImageInputs, ModelRef
 from tests.service.grpc_support import free_port
 from tests.service.models import CLASSIFIER, DENOISER, encode_image, random_images
 from tests.service.rest_support import rest_server

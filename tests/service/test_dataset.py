@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelserve.service.dataset import EXIT_FAILED, EXIT_OK, EXIT_USAGE, class_folder
-from pixelserve.service.dataset import main as dataset
-from pixelserve.service.payloads import PayloadLog, PayloadRecord
-from pixelserve.service.payloads.shards import read_rows, shard_files
-from pixelserve.service.types import ImageInputs, ModelRef
+from pixelserve.service.core.types import ImageInputs, ModelRef
+from pixelserve.service.observe.payloads import PayloadLog, PayloadRecord
+from pixelserve.service.observe.payloads.shards import read_rows, shard_files
+from pixelserve.service.tools.dataset import EXIT_FAILED, EXIT_OK, EXIT_USAGE, class_folder
+from pixelserve.service.tools.dataset import main as dataset
 from pixelserve.training.data import load_dataset
 from tests.service.models import AUTOENCODER, CLASSIFIER, LABELS, SIZE, encode_image, random_images
 from tests.service.payload_support import varied_images

@@ -14,7 +14,7 @@ from PIL import Image
 from pixelserve.modelspec import OUTPUT_ERROR, OUTPUT_LATENT, OUTPUT_PROBABILITIES, OUTPUT_RECONSTRUCTION
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
-from pixelserve.service.metrics import UNKNOWN_MODEL
+from pixelserve.service.observe.metrics import UNKNOWN_MODEL
 from tests.service.grpc_support import grpc_server
 from tests.service.models import (
     AUTOENCODER,

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from pixelserve.modelspec import Preprocessing
+from pixelserve.service.core.images import Limits, decode_image, encode_png, prepare
+from pixelserve.service.core.types import ImageInputs
 from pixelserve.service.errors import InvalidInput, PayloadTooLarge
-from pixelserve.service.images import Limits, decode_image, encode_png, prepare
-from pixelserve.service.types import ImageInputs
 from tests.service.models import encode_image
 
 GRAY = Preprocessing(color_mode="grayscale", height=8, width=8)

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pixelserve.service.errors import ModelNotFound, Overloaded, PayloadTooLarge
-from pixelserve.service.metrics import UNKNOWN_MODEL, Metrics
+from pixelserve.service.observe.metrics import UNKNOWN_MODEL, Metrics
 
 LABELS = {"model": "m", "task": "classify", "protocol": "rest"}
 

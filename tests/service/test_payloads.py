@@ -19,12 +19,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelserve.service.payloads import PayloadLog, PayloadLogError, PayloadRecord
-from pixelserve.service.payloads.columns import LOG_COLUMNS, columns
-from pixelserve.service.payloads.shards import ShardFile, ShardFormat, open_shard, read_rows, safe_name, shard_files
+from pixelserve.service.core.types import ImageInputs, ModelRef
+from pixelserve.service.observe.payloads import PayloadLog, PayloadLogError, PayloadRecord
+from pixelserve.service.observe.payloads.columns import LOG_COLUMNS, columns
+from pixelserve.service.observe.payloads.shards import (
+    ShardFile,
+    ShardFormat,
+    open_shard,
+    read_rows,
+    safe_name,
+    shard_files,
+)
 from pixelserve.service.scoring import sinks
 from pixelserve.service.settings import Settings
-from pixelserve.service.types import ImageInputs, ModelRef
 from tests.service.models import AUTOENCODER, CLASSIFIER, DENOISER, LABELS, encode_image, random_images
 
 

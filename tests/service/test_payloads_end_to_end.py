@@ -16,11 +16,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pixelserve.service.core import build_core
-from pixelserve.service.dataset import EXIT_OK
-from pixelserve.service.dataset import main as dataset
-from pixelserve.service.payloads.columns import columns
-from pixelserve.service.payloads.shards import read_rows, shard_files
+from pixelserve.service.core.core import build_core
+from pixelserve.service.observe.payloads.columns import columns
+from pixelserve.service.observe.payloads.shards import read_rows, shard_files
+from pixelserve.service.tools.dataset import EXIT_OK
+from pixelserve.service.tools.dataset import main as dataset
 from pixelserve.training.data import load_dataset
 from tests.service.models import CLASSIFIER, encode_image
 from tests.service.payload_support import varied_images

@@ -14,13 +14,13 @@ import onnxruntime as ort
 import pytest
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
-from pixelserve.service import runtime
-from pixelserve.service.core import build_core
+from pixelserve.service.core import runtime
+from pixelserve.service.core.core import build_core
+from pixelserve.service.core.runtime import CPU, CUDA, BoundRunner, ModelRunner, SessionFactory, warm_up
+from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.errors import ModelNotReady
-from pixelserve.service.metrics import Metrics
-from pixelserve.service.runtime import CPU, CUDA, BoundRunner, ModelRunner, SessionFactory, warm_up
+from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
-from pixelserve.service.types import ImageInputs, ModelRef
 from tests.service.models import CLASSIFIER, random_images, reference_session
 
 
@@ -45,7 +45,7 @@ def test_auto_falls_back_once_and_then_goes_straight_to_cpu(repository_template:
         pytest.skip("CUDA works here; there is no fallback to observe")
     monkeypatch.setattr(runtime, "nvidia_driver_present", lambda: True)
     factory = SessionFactory(Settings(device="auto"))
-    with caplog.at_level(logging.WARNING, logger="pixelserve.service.runtime"):
+    with caplog.at_level(logging.WARNING, logger="pixelserve.service.core.runtime"):
         first = factory.create(model_path(repository_template))
         second = factory.create(model_path(repository_template))
     assert first.provider == second.provider == CPU
@@ -152,7 +152,7 @@ def test_without_a_gpu_driver_auto_says_so_once_and_never_tries_cuda(repository_
     if runtime.nvidia_driver_present():
         pytest.skip("this machine has an NVIDIA driver")
     factory = SessionFactory(Settings(device="auto"))
-    with caplog.at_level(logging.INFO, logger="pixelserve.service.runtime"):
+    with caplog.at_level(logging.INFO, logger="pixelserve.service.core.runtime"):
         runners = [factory.create(model_path(repository_template)) for _ in range(2)]
     assert all(r.session.get_providers() == [CPU] for r in runners), "CUDA must not even be registered"
     assert [r.message for r in caplog.records] == [

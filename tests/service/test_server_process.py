@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
-from pixelserve.service.cli import main
+from pixelserve.service.process.cli import main
 from tests.service.models import CLASSIFIER, encode_image, random_images
 from tests.service.rest_support import server_process
 

@@ -23,14 +23,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from pixelserve.service.core import InferenceCore
+from pixelserve.service.core.core import InferenceCore
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as v2_pb
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
-from pixelserve.service.metrics import Metrics
+from pixelserve.service.observe.metrics import Metrics
+from pixelserve.service.observe.tracing import Tracing
 from pixelserve.service.settings import Settings
-from pixelserve.service.tracing import Tracing
 from tests.service.models import CLASSIFIER, DENOISER, encode_image, random_images
 from tests.service.rest_support import ROOT, server_process
 from tests.service.transports import both_transports
@@ -189,7 +189,8 @@ async def test_health_and_metrics_are_not_traced(traced: Traced) -> None:
 
 
 def test_tracing_off_does_not_even_import_the_sdk() -> None:
-    probe = "import sys, pixelserve.service.cli; print(any(m.startswith('opentelemetry.sdk') for m in sys.modules))"
+    loaded = "any(m.startswith('opentelemetry.sdk') for m in sys.modules)"
+    probe = f"import sys, pixelserve.service.process.cli; print({loaded})"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

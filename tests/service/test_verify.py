@@ -13,7 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE
-from pixelserve.service.verify import EXIT_MISMATCH, EXIT_OK, main
+from pixelserve.service.tools.verify import EXIT_MISMATCH, EXIT_OK, main
 from tests.service.rest_support import server_process
 
 COMMITTED = Path(__file__).resolve().parents[2] / "models"

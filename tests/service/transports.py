@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import grpc
 import httpx
 
-from pixelserve.service.metrics import Metrics
+from pixelserve.service.core.types import Core
+from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
-from pixelserve.service.types import Core
 from tests.service.grpc_support import grpc_server
 from tests.service.rest_support import rest_server
 

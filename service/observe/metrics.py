@@ -1,0 +1,229 @@
+"""Every Prometheus metric of the service, on a registry passed in (never the global one).
+
+Adapters only call `Metrics.track` around a request and `Metrics.render` for /metrics; the core records
+batching and model-state metrics. Label sets are fixed here so dashboards do not depend on which adapter
+served a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from time import perf_counter
+from typing import Any, get_args
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from ..core.types import ModelState
+from ..errors import ClientLeft, ServiceError, mapping_for
+from . import access_log
+
+# 0.25 ms .. 10 s, roughly 1-2.5-5 per decade: tiny models answer in well under a millisecond on CPU.
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS = tuple(float(2**i) for i in range(9))  # 1 .. 256
+MODEL_STATES: tuple[str, ...] = get_args(ModelState)
+NO_VERSION = ""  # label value when no version was resolved (unknown model, bad request)
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # set by the worker supervisor (service.workers)
+UNKNOWN_MODEL = "_unknown"  # label value for names the repository never had: clients cannot mint new series
+
+
+def status_code_name(error: BaseException | None) -> str:
+    """The gRPC status name a request ended with, the same for REST and gRPC so both count alike."""
+    if error is None:
+        return "OK"
+    if isinstance(error, ServiceError):
+        return mapping_for(error).grpc_code.name
+    if isinstance(error, asyncio.CancelledError | ClientLeft) or _starlette_disconnect(error):
+        return "CANCELLED"
+    return "INTERNAL"
+
+
+def _starlette_disconnect(error: BaseException) -> bool:
+    """starlette's ClientDisconnect, by name: this module serves gRPC too and does not import starlette."""
+    kind = type(error)
+    return kind.__name__ == "ClientDisconnect" and kind.__module__.startswith("starlette")
+
+
+class RequestTracker:
+    """Counts one request: in flight while inside, then its latency and the status code of what it raised.
+
+    The adapter sets `version` once the core says which version served. A class, not a generator: this runs
+    on every request."""
+
+    __slots__ = ("_in_flight", "_key", "_metrics", "_start", "_token", "version")
+
+    def __init__(self, metrics: Metrics, key: tuple[str, str, str], in_flight: Any) -> None:
+        self._metrics = metrics
+        self._key = key
+        self._in_flight = in_flight
+        self.version: int | None = None
+
+    def __enter__(self) -> RequestTracker:
+        self._in_flight.inc()
+        self._token = access_log.protocol.set(self._key[2])  # the core logs payloads by transport
+        self._start = perf_counter()
+        return self
+
+    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
+        elapsed = perf_counter() - self._start
+        access_log.protocol.reset(self._token)
+        self._in_flight.dec()
+        duration, counts = self._metrics._request_children(self._key, self.version)
+        duration.observe(elapsed)
+        code = status_code_name(error)
+        counter = counts.get(code)
+        if counter is None:
+            counter = counts[code] = self._metrics._count_child(self._key, self.version, code)
+        counter.inc()
+
+
+class BatchMetrics:
+    """The batcher's metrics for one model version, label children looked up once."""
+
+    def __init__(self, metrics: Metrics, model: str, version: int) -> None:
+        labels = {"model": model, "version": str(version)}
+        self._size = metrics.batch_size.labels(**labels)
+        self._compute = metrics.compute_duration.labels(**labels)
+        self._queue = metrics.queue_duration.labels(**labels)
+        self._depth = metrics.queue_depth.labels(**labels)
+
+    def observe_batch(self, size: int, queue_s: list[float], compute_s: float) -> None:
+        """One executed batch: its size, its run time, and each request's wait in the queue."""
+        self._size.observe(size)
+        self._compute.observe(compute_s)
+        for wait in queue_s:
+            self._queue.observe(wait)
+
+    def set_queue_depth(self, depth: int) -> None:
+        self._depth.set(depth)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        model = ["model", "version"]
+        request = [*model, "task", "protocol"]
+        self.requests = Counter(
+            "pixelserve_requests_total",
+            "Requests by model, task, protocol and final gRPC-style status code.",
+            [*request, "code"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "pixelserve_request_duration_seconds",
+            "End-to-end request latency inside the server (decode, queue, compute, postprocess).",
+            request,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        queue_help = "Time a request waited in the dynamic batcher's queue before its batch ran."
+        self.queue_duration = Histogram(
+            "pixelserve_queue_duration_seconds", queue_help, model, buckets=LATENCY_BUCKETS, registry=r
+        )
+        compute_help = "onnxruntime run time of one batch."
+        self.compute_duration = Histogram(
+            "pixelserve_compute_duration_seconds", compute_help, model, buckets=LATENCY_BUCKETS, registry=r
+        )
+        batch_help = "Images per executed batch."
+        self.batch_size = Histogram("pixelserve_batch_size", batch_help, model, buckets=BATCH_BUCKETS, registry=r)
+        # With several workers (prometheus-client's multiprocess mode) gauges combine: work in flight or queued
+        # adds up over the workers, a model state is the highest any worker reports.
+        in_flight_help = "Requests being handled now."
+        self.in_flight = Gauge(
+            "pixelserve_in_flight_requests", in_flight_help, ["protocol"], registry=r, multiprocess_mode="livesum"
+        )
+        depth_help = "Images waiting in the batcher's queue."
+        self.queue_depth = Gauge("pixelserve_queue_depth", depth_help, model, registry=r, multiprocess_mode="livesum")
+        closed_help = "HTTP connections the server closed: slow headers or body, over the connection limit."
+        self.connections_closed = Counter("pixelserve_connections_closed_total", closed_help, ["reason"], registry=r)
+        rejected_help = "Model versions refused on load or hot reload: quality_gate (golden set) or invalid."
+        self.rejections = Counter("pixelserve_version_rejections_total", rejected_help, ["model", "reason"], registry=r)
+        state_help = "1 for the current state of a model version, 0 for the others."
+        self.model_state = Gauge(
+            "pixelserve_model_state", state_help, [*model, "state"], registry=r, multiprocess_mode="livemax"
+        )
+        psi_help = (
+            "Population stability index of live traffic against the model's test split (model.json drift), over "
+            "the rolling window: statistic pixels, predictions, ood_score or reconstruction_error."
+        )
+        self.drift_psi = Gauge(
+            "pixelserve_drift_psi", psi_help, [*model, "statistic"], registry=r, multiprocess_mode="livemax"
+        )
+        window_help = "Images in the drift window the PSI gauges are computed over."
+        self.drift_images = Gauge(
+            "pixelserve_drift_window_images", window_help, model, registry=r, multiprocess_mode="livesum"
+        )
+        dropped_help = "Access log entries dropped because the writer was behind (the request was not held up)."
+        self.access_log_dropped = Counter("pixelserve_access_log_dropped_total", dropped_help, registry=r)
+        payload_help = "Payload log rows (one per image) by outcome: written (in a committed shard), dropped, failed."
+        self.payload_rows = Counter("pixelserve_payload_log_rows_total", payload_help, ["model", "outcome"], registry=r)
+        self._known_models: set[str] = set()
+        self._children: dict[tuple[tuple[str, str, str], int | None], tuple[Any, dict[str, Any]]] = {}
+        self._in_flight_children: dict[str, Any] = {}
+
+    def track(self, *, model: str, task: str, protocol: str) -> RequestTracker:
+        """A context manager around one request (see RequestTracker)."""
+        gauge = self._in_flight_children.get(protocol)
+        if gauge is None:
+            gauge = self._in_flight_children[protocol] = self.in_flight.labels(protocol=protocol)
+        return RequestTracker(self, (model, task, protocol), gauge)
+
+    def _labels(self, key: tuple[str, str, str], version: int | None) -> dict[str, str]:
+        model, task, protocol = key
+        name = model if model in self._known_models else UNKNOWN_MODEL
+        return {"model": name, "version": NO_VERSION if version is None else str(version), "task": task,
+                "protocol": protocol}  # fmt: skip
+
+    def _request_children(self, key: tuple[str, str, str], version: int | None) -> tuple[Any, dict[str, Any]]:
+        """(latency histogram child, {code: counter child}) for a request's labels, created once."""
+        known = key[0] in self._known_models
+        cache_key = (key if known else (UNKNOWN_MODEL, key[1], key[2]), version)
+        children = self._children.get(cache_key)
+        if children is None:
+            children = self._children[cache_key] = (self.request_duration.labels(**self._labels(key, version)), {})
+        return children
+
+    def _count_child(self, key: tuple[str, str, str], version: int | None, code: str) -> Any:
+        return self.requests.labels(**self._labels(key, version), code=code)
+
+    def payload_rows_counted(self, outcome: str, model: str, rows: int) -> None:
+        """The payload log's `on_count` (written and failed from its writer thread, dropped on the loop)."""
+        self.payload_rows.labels(model=model, outcome=outcome).inc(rows)
+
+    def version_rejected(self, model: str, reason: str) -> None:
+        self.rejections.labels(model=model, reason=reason).inc()
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed.labels(reason=reason).inc()
+
+    def batch(self, model: str, version: int) -> BatchMetrics:
+        return BatchMetrics(self, model, version)
+
+    def set_model_state(self, model: str, version: int, state: ModelState) -> None:
+        if model not in self._known_models:
+            self._known_models.add(model)
+            self._children.clear()  # requests for this name were counted as unknown until now
+        for candidate in MODEL_STATES:
+            self.model_state.labels(model=model, version=str(version), state=candidate).set(
+                1 if candidate == state else 0
+            )
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition for /metrics: (body, content type); with several workers, all of them."""
+        directory = os.environ.get(MULTIPROCESS_DIR)
+        if directory:
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined, path=directory)
+            return generate_latest(combined), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
