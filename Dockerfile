@@ -1,13 +1,13 @@
 # pixelserve serving image: REST :8000, gRPC :8001, metrics on /metrics, the default model repository at /models.
 #
 #   CPU: docker build -t pixelserve .
-#   GPU: docker build -t pixelserve:gpu --build-arg BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 \
-#          --build-arg ORT_PACKAGE=onnxruntime-gpu --build-arg DEVICE=cuda .
+#   GPU: docker build -t pixelserve:gpu --build-arg EXTRAS=serve,gpu --build-arg DEVICE=cuda .
 #
-# No TensorFlow and no training code: the dependencies are pyproject.toml's [serve] extra, with the onnxruntime
-# distribution chosen by ORT_PACKAGE (both provide the `onnxruntime` module). BASE_IMAGE may be any image with
-# python3 >= 3.11 and the venv module (or apt-get to install them), e.g. a locally built Debian base where no
-# registry is reachable. Works with BuildKit and with the classic builder.
+# No TensorFlow and no training code: the dependencies are pyproject.toml's extras named by EXTRAS, the same
+# extras a virtualenv install takes. `gpu` brings onnxruntime-gpu with the CUDA and cuDNN wheels it loads, so the
+# GPU image needs no CUDA base image, only the NVIDIA driver of the host (the NVIDIA container runtime mounts
+# it). BASE_IMAGE may be any image with python3 >= 3.11 and the venv module (or apt-get to install them), e.g. a
+# locally built Debian base where no registry is reachable. Works with BuildKit and with the classic builder.
 
 ARG BASE_IMAGE=python:3.11-slim
 
@@ -19,7 +19,7 @@ RUN if ! python3 -c "import sys, tomllib, venv, ensurepip" 2>/dev/null; then \
     fi
 
 FROM base AS build
-ARG ORT_PACKAGE=onnxruntime
+ARG EXTRAS=serve
 # Optional package index for pip (a mirror); unset means PyPI.
 ARG PIP_INDEX_URL
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
@@ -28,7 +28,7 @@ COPY pyproject.toml README.md ./
 COPY deploy/docker/requirements.py deploy/docker/requirements.py
 # Dependencies first (a layer that survives code changes), then the project itself without dependencies.
 RUN python3 -m venv /opt/pixelserve \
- && python3 deploy/docker/requirements.py pyproject.toml serve "${ORT_PACKAGE}" > requirements.txt \
+ && python3 deploy/docker/requirements.py pyproject.toml "${EXTRAS}" > requirements.txt \
  && /opt/pixelserve/bin/pip install -r requirements.txt
 COPY setup.py .
 COPY pixelserve pixelserve

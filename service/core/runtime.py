@@ -165,3 +165,28 @@ def warm_up(run: RunFn, spec: ModelSpec, max_batch_size: int) -> int:
     for size in sizes:
         run({spec.input.name: np.zeros((size, height, width, channels), dtype=spec.input.dtype)})
     return len(sizes)
+
+
+def runtime_line() -> tuple[int, str]:
+    """What `pixelserve serve` says first: which onnxruntime distribution is installed and its providers.
+
+    onnxruntime and onnxruntime-gpu install the same module, so only the distributions' metadata tells them apart;
+    with both installed the module is whichever pip unpacked last, which is worth a warning and the fix.
+    """
+    from importlib import metadata
+
+    found = []
+    for distribution in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            found.append(f"{distribution} {metadata.version(distribution)}")
+        except metadata.PackageNotFoundError:
+            continue
+    providers = ", ".join(ort.get_available_providers())
+    if len(found) > 1:
+        return logging.WARNING, (
+            f"runtime: {' and '.join(found)} are both installed and share one module (onnxruntime {ort.__version__}, "
+            f"providers {providers}); keep one: pip uninstall -y onnxruntime onnxruntime-gpu, then install "
+            "pixelserve[serve] (CPU) or pixelserve[gpu] (CUDA)"
+        )
+    name = found[0] if found else f"onnxruntime {ort.__version__} (no distribution metadata)"
+    return logging.INFO, f"runtime: {name}, providers {providers}"

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 from pixelserve.commandline import parse
 
-from ..core.core import InferenceCore
+from ..core.runtime import runtime_line
 from ..observe.metrics import Metrics
 from ..settings import Settings
+from ..wiring import serving_core
 from .server import serve
 from .workers import follow_supervisor, supervise, worker_index
 
@@ -46,13 +47,15 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    if worker_index() is None:  # once per server, not once per worker
+        logging.getLogger("pixelserve.service.process.cli").log(*runtime_line())
     if settings.workers > 1 and worker_index() is None:
         return supervise(settings, list(sys.argv[1:] if argv is None else argv))
     if worker_index() is not None:
         follow_supervisor()
     metrics = Metrics()
     try:
-        core = _core(settings, metrics)
+        core = serving_core(settings, metrics)
     except ValueError as exc:  # a payload log or tracing exporter the settings cannot have
         print(f"pixelserve serve: {exc}", file=sys.stderr)
         return 2
@@ -63,13 +66,3 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("pixelserve.service.process.cli").exception("serving failed")
         return 1
     return 0
-
-
-def _core(settings: Settings, metrics: Metrics) -> InferenceCore:
-    """The core with what the settings turn on: tracing (its SDK imported only then), the payload log."""
-    tracing = None
-    if settings.tracing:
-        from ..observe.tracing import Tracing
-
-        tracing = Tracing()
-    return InferenceCore(settings, metrics, tracing)
