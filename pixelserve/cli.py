@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 USAGE = """usage: pixelserve <command> [options]
+       pixelserve --version
 
 commands:
   train      train a recipe and export it into the model repository   (needs the [train] extra)
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
+        return 0
+    if args[0] in ("-V", "--version"):
+        from pixelserve import __version__
+
+        print(f"pixelserve {__version__}")
         return 0
     command, rest = args[0], args[1:]
     if command in TRAINING:
