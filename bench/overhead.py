@@ -9,10 +9,11 @@ Servers (each on its own ports, all up at once; the loads take turns, in a diffe
   by default);
 - ``defaults``: today's defaults (access log on, drift monitoring on);
 - ``tracing``: defaults plus ``--tracing`` (console exporter into the server's log file);
-- ``payloads``: defaults plus payload logging of every request (Parquet shards in a temporary folder).
+- ``payloads``: defaults plus payload logging of every request (Parquet shards in a temporary folder);
+- ``all``: every operations feature on at once (access log, drift, tracing, payload logging of every request).
 
 wrk drives V2 binary UINT8 and ``:classify`` PNG requests at each concurrency. The table gives each server's
-median round and its ratio to ``off`` (and ``off`` to ``before``).
+median round and its ratio to ``off`` (and ``off`` to ``before``); at c=1 also the median round's p50 latency.
 """
 
 from __future__ import annotations
@@ -64,14 +65,17 @@ def main() -> None:
         "classify": (f"/v1/models/{spec.name}:classify", png, {"Content-Type": "image/png"}),
     }
     results: dict[str, dict[str, list[float]]] = {}
+    latencies: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         today = args.model_repository
+        everything = ["--tracing=true", f"--payload-log-dir={work / 'all-payloads'}", "--payload-log-rate=1"]
         configs: dict[str, tuple[list[str], dict[str, str], Path | None, Path]] = {
             "off": (OFF, {}, None, today),
             "defaults": ([], {}, None, today),
             "tracing": (["--tracing=true"], {"OTEL_TRACES_EXPORTER": "console"}, None, today),
             "payloads": ([f"--payload-log-dir={work / 'payloads'}", "--payload-log-rate=1"], {}, None, today),
+            "all": (everything, {"OTEL_TRACES_EXPORTER": "console"}, None, today),
         }
         if args.before:
             installed = install(args.before, work / "before")
@@ -92,7 +96,9 @@ def main() -> None:
                     for name in names:
                         m = loadgen.wrk(f"http://{servers[name].http}{path}", payload, head, c, args.seconds)
                         results.setdefault(f"{kind} c={c}", {}).setdefault(name, []).append(m.throughput)
-                        print(f"round {round_ + 1} {kind} c={c} {name}: {m.throughput:.0f}/s", flush=True)
+                        latencies.setdefault(f"{kind} c={c}", {}).setdefault(name, []).append(m.p50_ms)
+                        print(f"round {round_ + 1} {kind} c={c} {name}: {m.throughput:.0f}/s p50 {m.p50_ms:.2f} ms",
+                              flush=True)  # fmt: skip
         if args.before:
             with contextlib.suppress(subprocess.CalledProcessError):
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "before" / "src")],
@@ -105,6 +111,10 @@ def main() -> None:
         medians = {n: statistics.median(v) for n, v in by_name.items()}
         cells = [f"{medians[n]:.0f}" for n in names] + [f"{medians[n] / medians['off']:.3f}" for n in names]
         print(f"| {key} | " + " | ".join(cells) + " |")
+    print("\n| p50 ms | " + " | ".join(names) + " |\n" + "|---" * (1 + len(names)) + "|")
+    for key, by_name in latencies.items():
+        if key.endswith(" c=1"):
+            print(f"| {key} | " + " | ".join(f"{statistics.median(by_name[n]):.3f}" for n in names) + " |")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ arrive in the same event-loop turn are handed over together, so a burst forms on
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -35,8 +36,10 @@ from .runtime import Feeds, RunFn
 from .stats import BatchStats
 from .types import BatchPolicy
 
-if TYPE_CHECKING:  # imported only when tracing is on
-    from ..observe.tracing import Tracing
+if TYPE_CHECKING:
+    from ..hooks import BatchObserver
+
+log = logging.getLogger(__name__)
 
 EWMA_WEIGHT = 0.2  # how fast the expected batch size and batch time follow the load
 
@@ -48,21 +51,21 @@ class Completed:
     outputs: Feeds
     queue_s: float
     compute_s: float
-    batch_start_ns: int = 0  # wall clock of the batch, for trace spans; 0 when not traced
+    batch_start_ns: int = 0  # wall clock of the batch, when a batch observer is set; else 0
     batch_end_ns: int = 0
-    batch_span: Any = None  # the batch's span context, when traced
+    batch: Any = None  # what the batch observer returned for this batch (opaque here)
 
 
 class _Pending:
     """A queued request (or one chunk of a large one). Identity matters: it is found and removed by itself."""
 
-    __slots__ = ("count", "enqueued", "feeds", "future", "trace")
+    __slots__ = ("context", "count", "enqueued", "feeds", "future")
 
-    def __init__(self, feeds: Feeds, count: int, future: asyncio.Future[Completed], trace: Any = None) -> None:
+    def __init__(self, feeds: Feeds, count: int, future: asyncio.Future[Completed], context: Any = None) -> None:
         self.feeds = feeds
         self.count = count
         self.future = future
-        self.trace = trace  # the request's span context, when traced
+        self.context = context  # the request's context, opaque here: handed to the batch observer
         self.enqueued = time.perf_counter()
 
 
@@ -85,7 +88,7 @@ class DynamicBatcher:
         timeout_s: float,
         policy: BatchPolicy = "adaptive",
         metrics: BatchMetrics | None = None,
-        tracing: Tracing | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> None:
         runners = list(run) if isinstance(run, Sequence) else [run]
         self.model = model
@@ -97,7 +100,7 @@ class DynamicBatcher:
         self.policy = policy
         self.stats = BatchStats()
         self._metrics = metrics
-        self._tracing = tracing
+        self._on_batch = on_batch
         self._loop = asyncio.get_running_loop()
         self._queue: deque[_Pending] = deque()
         self._queued_images = 0
@@ -123,8 +126,9 @@ class DynamicBatcher:
 
     # -- the event loop's side ---------------------------------------------------------------------------
 
-    async def submit(self, feeds: Feeds) -> Completed:
-        """Run one request's images (batch axis first) and return its outputs.
+    async def submit(self, feeds: Feeds, context: Any = None) -> Completed:
+        """Run one request's images (batch axis first) and return its outputs. `context` goes to the batch
+        observer with the batch that runs them.
 
         Raises Overloaded when the queue is full, DeadlineExceeded after timeout_s (a request still queued is
         dropped, so it never runs), InferenceFailed when its batch failed."""
@@ -142,8 +146,7 @@ class DynamicBatcher:
                 retry_after=self._retry_after(),
             )
         if count <= self.max_batch_size:
-            trace = self._tracing.current() if self._tracing is not None else None
-            item = _Pending(feeds, count, self._loop.create_future(), trace)
+            item = _Pending(feeds, count, self._loop.create_future(), context)
             self._enqueue((item,))
             timer = self._loop.call_at(self._loop.time() + self.timeout_s, self._expire, item)
             try:
@@ -153,14 +156,16 @@ class DynamicBatcher:
                 raise
             finally:
                 timer.cancel()
-        return await self._submit_chunks(feeds, count)
+        return await self._submit_chunks(feeds, count, context)
 
-    async def _submit_chunks(self, feeds: Feeds, count: int) -> Completed:
+    async def _submit_chunks(self, feeds: Feeds, count: int, context: Any) -> Completed:
         size = self.max_batch_size
-        trace = self._tracing.current() if self._tracing is not None else None
         chunks = [
             _Pending(
-                {k: v[i : i + size] for k, v in feeds.items()}, min(size, count - i), self._loop.create_future(), trace
+                {k: v[i : i + size] for k, v in feeds.items()},
+                min(size, count - i),
+                self._loop.create_future(),
+                context,
             )
             for i in range(0, count, size)
         ]
@@ -180,7 +185,7 @@ class DynamicBatcher:
             sum(r.compute_s for r in results),
             min(r.batch_start_ns for r in results),
             max(r.batch_end_ns for r in results),
-            results[0].batch_span,
+            results[0].batch,
         )
 
     def _enqueue(self, items: Sequence[_Pending]) -> None:
@@ -266,7 +271,7 @@ class DynamicBatcher:
 
     def _execute(self, run: RunFn, batch: list[_Pending]) -> None:
         started = time.perf_counter()
-        started_ns = time.time_ns() if self._tracing is not None else 0
+        started_ns = time.time_ns() if self._on_batch is not None else 0
         size = sum(item.count for item in batch)
         try:
             feeds = _concatenate([item.feeds for item in batch])
@@ -278,15 +283,18 @@ class DynamicBatcher:
             return
         computed = time.perf_counter()
         compute_s = computed - joined
-        span, ended_ns = None, 0
-        if self._tracing is not None:
+        observed, ended_ns = None, 0
+        if self._on_batch is not None:
             ended_ns = started_ns + int((computed - started) * 1e9)
-            span = self._tracing.batch(started_ns, ended_ns, [item.trace for item in batch if item.trace], size)
+            try:
+                observed = self._on_batch(started_ns, ended_ns, [item.context for item in batch], size)
+            except Exception:  # an operations hook never fails a batch
+                log.exception("batch observer failed")
         results = []
         offset = 0
         for item in batch:
             sliced = {k: v[offset : offset + item.count] for k, v in outputs.items()}
-            results.append(Completed(sliced, started - item.enqueued, compute_s, started_ns, ended_ns, span))
+            results.append(Completed(sliced, started - item.enqueued, compute_s, started_ns, ended_ns, observed))
             offset += item.count
         # Counted before delivery, so statistics read after a response always include its batch.
         self._record(size, [r.queue_s for r in results], joined - started, compute_s, time.perf_counter() - computed)

@@ -2,8 +2,9 @@
 results into plain types. REST, gRPC, V2 and batch scoring only translate their wire formats to these calls.
 
 One request reads straight through: `_request` resolves and holds the served version, `_prepare` decodes,
-the version's batcher runs onnxruntime, and the task method shapes the outputs. The core counts requests
-(per served version, with where their time went); the batcher counts batches.
+the version's batcher runs onnxruntime, and the task method shapes the outputs. Operations (metrics, access
+log, tracing, payload log, drift) are hooks (service/hooks.py) that see each request's Call: the core only
+records what happened in it. The batcher counts batches; the core keeps each version's V2 statistics.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -27,23 +27,15 @@ from pixelserve.modelspec import (
     ModelSpec,
 )
 
-from ..errors import (
-    InvalidInput,
-    ModelNotFound,
-    ModelNotReady,
-    NotPermitted,
-    ServiceError,
-    ShuttingDown,
-)
-from ..observe import access_log, payload_tap
-from ..observe.drift import DriftMonitor, DriftWindow
+from ..errors import InvalidInput, ModelNotFound, ModelNotReady, NotPermitted, ShuttingDown
+from ..hooks import Hooks
 from ..observe.metrics import Metrics
 from ..process.workers import StatsExchange
 from ..repository import ModelRepository, ServedVersion
 from ..settings import Settings
 from . import images
 from .batching import Completed
-from .calls import Call, check_task, float32
+from .calls import Call, CallScope, Run, check_task, float32, open_call
 from .offload import Offloader
 from .runtime import Feeds
 from .stats import snapshot
@@ -63,35 +55,20 @@ from .types import (
     TaskResult,
 )
 
-if TYPE_CHECKING:  # imported only when they are on
-    from ..observe.payloads import LoggedTask, PayloadLog
-    from ..observe.tracing import Tracing
-
-T = TypeVar("T")
-R = TypeVar("R", TaskResult, InferResult)
-
 
 class InferenceCore:
-    """Implements pixelserve.service.core.types.Core. Build it with `build_core`; `begin_shutdown`, then `close`."""
+    """Implements pixelserve.service.core.types.Core. Build it with wiring.build_core;
+    `begin_shutdown`, then `close`."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, tracing: Tracing | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, hooks: Hooks | None = None) -> None:
+        """`hooks`: the operations the server wiring registered (service/wiring.py); none for in-process use."""
         self.settings = settings
         self.metrics = metrics
-        self.tracing = tracing  # None: tracing is off and costs nothing
-        self.repository = ModelRepository(settings, metrics, tracing=tracing)
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.repository = ModelRepository(settings, metrics, on_batch=self.hooks.on_batch)
         self.limits = images.Limits.from_settings(settings)
         self.offload = Offloader(settings.offload_threads)
         self.stats_exchange: StatsExchange | None = None  # set by the server when it is one of several workers
-        self.drift: DriftMonitor | None = None
-        if settings.drift_monitoring:
-            self.drift = DriftMonitor(
-                metrics, self._drift_windows, refresh_s=settings.drift_refresh_s, min_samples=settings.drift_min_samples
-            )
-        self.payloads: PayloadLog | None = None  # sampled requests into shards, when payload_log_dir is set
-        if settings.payload_log_dir is not None:
-            from ..observe.payloads import PayloadLog
-
-            self.payloads = PayloadLog.from_settings(settings, on_count=metrics.payload_rows_counted)
         self._in_flight = 0
         self._started = False
         self._draining = False
@@ -99,8 +76,7 @@ class InferenceCore:
 
     async def start(self) -> None:
         await self.repository.start()
-        if self.drift is not None:
-            self.drift.start()
+        await self.hooks.start(self)
         self._started = True
 
     def begin_shutdown(self) -> None:
@@ -111,12 +87,9 @@ class InferenceCore:
         """Refuse new requests, let the accepted ones finish, release every session."""
         self._draining = True
         self._closed = True
-        if self.drift is not None:
-            await self.drift.stop()
         await self.repository.close()
         self.offload.close()
-        if self.payloads is not None:
-            await asyncio.to_thread(self.payloads.close)  # commits every open shard
+        await self.hooks.stop()
 
     @property
     def in_flight(self) -> int:
@@ -124,26 +97,37 @@ class InferenceCore:
 
     # -- request plumbing --------------------------------------------------------------------------------
 
+    def request(self, task: str, model: str, protocol: str) -> CallScope:
+        """The scope an adapter opens around one request (see core/calls.py): the hooks see it begin and end."""
+        return CallScope(self.hooks, task, model, protocol)
+
     @contextlib.contextmanager
     def _request(self, ref: ModelRef, task: TaskName | None, inputs: ImageInputs) -> Iterator[Call]:
+        """The adapter's open call for this request, or one of our own for in-process callers."""
+        call = open_call(task or "infer")
+        if call is not None:
+            with self._serve(call, ref, task, inputs):
+                yield call
+            return
+        with self.request(task or "infer", ref.name, "") as call, self._serve(call, ref, task, inputs):
+            yield call
+
+    @contextlib.contextmanager
+    def _serve(self, call: Call, ref: ModelRef, task: TaskName | None, inputs: ImageInputs) -> Iterator[None]:
         """Hold the served version for one request and count its outcome for V2 statistics."""
         if self._closed:
             raise ShuttingDown("the server is shutting down")
+        call.ref, call.inputs = ref, inputs
         self._in_flight += 1
         try:
             with self.repository.lease(ref) as served:
-                access_log.note_served(served.name, served.version)
-                call = Call(served, inputs)
+                call.served = served
                 try:
                     check_task(served.spec, task)
-                    yield call
-                except BaseException as error:
+                    yield
+                except BaseException:
                     served.requests.failure_count += 1
-                    if self.payloads is not None and isinstance(error, ServiceError):
-                        payload_tap.failed(self.payloads, self.tracing, task or "infer", ref, inputs, error)
                     raise
-                if self.tracing is not None:
-                    self.tracing.core_done()
                 done = time.perf_counter()
                 served.requests.succeeded(
                     done - call.started, call.prepared - call.started, call.queue_s, call.infer_s, done - call.ran
@@ -151,55 +135,34 @@ class InferenceCore:
         finally:
             self._in_flight -= 1
 
-    async def _prepare(self, inputs: ImageInputs, spec: ModelSpec) -> np.ndarray:
+    async def _prepare(self, call: Call, inputs: ImageInputs, spec: ModelSpec) -> np.ndarray:
         """Decode and check the inputs into the uint8 NHWC batch the model takes, off the event loop when the
         decoded pixels (read from the headers) make it more than a moment's work."""
         pre = spec.preprocessing
-        work = images.decode_work(inputs, pre)
-        if self.tracing is None:
-            return await self.offload.sized(work, images.prepare, inputs, pre, self.limits)
-        with self.tracing.child("decode"):
-            return await self.offload.sized(work, images.prepare, inputs, pre, self.limits)
+        call.preparing = call.preparing or time.perf_counter()
+        batch = await self.offload.sized(images.decode_work(inputs, pre), images.prepare, inputs, pre, self.limits)
+        call.prepared = time.perf_counter()
+        return batch
 
-    async def _submit(self, served: ServedVersion, batch: np.ndarray, role: str = "") -> Completed:
-        """Through the version's batcher; traced as ``queue`` (until its batch starts) and ``compute`` (its
-        batch, linked to the batch span), prefixed with `role` for a partner's run."""
-        if self.tracing is None:
-            return await served.batcher.submit({INPUT_IMAGE: batch})
-        submitted = time.time_ns()
-        done = await served.batcher.submit({INPUT_IMAGE: batch})
-        model = {"pixelserve.model": served.name, "pixelserve.version": served.version}
-        self.tracing.span_between(f"{role}queue", submitted, done.batch_start_ns, **model)
-        linked = [done.batch_span] if done.batch_span is not None else []
-        self.tracing.span_between(f"{role}compute", done.batch_start_ns, done.batch_end_ns, linked, **model)
+    async def _submit(self, call: Call, served: ServedVersion, batch: np.ndarray, role: str = "") -> Completed:
+        """Through the version's batcher, recorded as one of the call's runs."""
+        submitted = time.perf_counter()
+        done = await served.batcher.submit({INPUT_IMAGE: batch}, call.context)
+        call.runs.append(Run(role, served, submitted, done))
         return done
 
     async def _run(self, call: Call, inputs: ImageInputs) -> Feeds:
-        batch = call.batch = await self._prepare(inputs, call.served.spec)
-        call.mark_prepared()
-        done = await self._submit(call.served, batch)
+        assert call.served is not None
+        batch = call.batch = await self._prepare(call, inputs, call.served.spec)
+        done = await self._submit(call, call.served, batch)
         call.mark_ran(done)
         return done.outputs
 
-    def _drift_windows(self) -> list[tuple[str, int, DriftWindow]]:
-        return [(s.name, s.version, s.drift) for s in self.repository.served() if s.drift is not None]
-
-    def _logged(self, task: LoggedTask, inputs: ImageInputs, result: R) -> R:
-        """A sampled answer into the payload log (when it is on and the request came through an adapter)."""
-        return payload_tap.answered(self.payloads, self.tracing, task, inputs, result)
-
-    @staticmethod
-    def _observe(call: Call, predicted: np.ndarray | None = None, scores: np.ndarray | None = None) -> None:
-        """The request's model input and answers into its version's drift window, when it keeps one."""
-        window = call.served.drift
-        if window is not None and call.batch is not None:
-            window.observe(call.batch, predicted, scores)
-
     @contextlib.contextmanager
-    def _ood_partner(self, spec: ModelSpec) -> Iterator[ServedVersion | None]:
+    def _ood_partner(self, call: Call) -> Iterator[ServedVersion | None]:
         """The paired autoencoder when it is served and reports an error; None lets classification go on
         without an OOD score rather than fail because its partner is missing."""
-        pairing = spec.pairing
+        pairing = call.served.spec.pairing  # type: ignore[union-attr]
         partner = None
         if pairing is not None:
             with contextlib.suppress(ModelNotFound, ModelNotReady):
@@ -218,15 +181,14 @@ class InferenceCore:
         top_k = DEFAULT_TOP_K if top_k is None else top_k
         if top_k < 1:
             raise InvalidInput(f"top_k must be at least 1, got {top_k}")
-        with self._request(ref, "classify", inputs) as call, self._ood_partner(call.served.spec) as partner:
-            spec = call.served.spec
-            batch = call.batch = await self._prepare(inputs, spec)
-            call.mark_prepared()
-            runs = [self._submit(call.served, batch)]
+        with self._request(ref, "classify", inputs) as call, self._ood_partner(call) as partner:
+            spec = call.served.spec  # type: ignore[union-attr]
+            batch = call.batch = await self._prepare(call, inputs, spec)
+            runs = [self._submit(call, call.served, batch)]  # type: ignore[arg-type]
             if partner is not None:
                 same_input = partner.spec.input.shape[1:] == spec.input.shape[1:]
-                ood_batch = batch if same_input else await self._prepare(inputs, partner.spec)
-                runs.append(self._submit(partner, ood_batch, "ood."))
+                ood_batch = batch if same_input else await self._prepare(call, inputs, partner.spec)
+                runs.append(self._submit(call, partner, ood_batch, "ood."))
             results = await asyncio.gather(*runs)
             call.mark_ran(results[0])
             labels = spec.labels or []
@@ -236,7 +198,7 @@ class InferenceCore:
             if partner is not None:
                 ood_errors = anomaly_rule.effective_errors(results[1].outputs[OUTPUT_ERROR], ood_batch)
             anomaly = partner.spec.anomaly if partner is not None else None
-            self._observe(call, probabilities.argmax(axis=1), ood_errors)
+            call.predicted, call.scores = probabilities.argmax(axis=1), ood_errors
             items = []
             for i, row in enumerate(probabilities):
                 top = np.argsort(-row, kind="stable")[:k]
@@ -251,16 +213,15 @@ class InferenceCore:
                         anomaly_score=float32(anomaly_rule.normalized_score(score, anomaly.value)) if verdict else None,
                     )
                 )
-        return self._logged("classify", inputs, call.result(items))
+            call.result = call.result_of(items)
+        return call.result
 
     async def _reconstruct(self, ref: ModelRef, inputs: ImageInputs, task: TaskName) -> TaskResult[Reconstruction]:
         with self._request(ref, task, inputs) as call:
             outputs = await self._run(call, inputs)
-            anomaly = call.served.spec.anomaly if task == "reconstruct" else None
+            anomaly = call.served.spec.anomaly if task == "reconstruct" else None  # type: ignore[union-attr]
             errors = outputs[OUTPUT_ERROR]
-            watched = call.served.drift is not None
-            effective = anomaly_rule.effective_errors(errors, call.batch) if anomaly or watched else errors
-            self._observe(call, None, effective)
+            effective = call.scores = anomaly_rule.effective_errors(errors, call.batch)  # type: ignore[arg-type]
             scores = np.float32(anomaly_rule.normalized_score(effective, anomaly.value)) if anomaly else None
             maps = outputs.get(OUTPUT_ANOMALY_MAP)
             items = [
@@ -274,7 +235,8 @@ class InferenceCore:
                 )
                 for i, image in enumerate(outputs[OUTPUT_RECONSTRUCTION])
             ]
-        return self._logged(task, inputs, call.result(items))
+            call.result = call.result_of(items)
+        return call.result
 
     async def denoise(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Reconstruction]:
         return await self._reconstruct(ref, inputs, "denoise")
@@ -286,26 +248,24 @@ class InferenceCore:
     async def encode(self, ref: ModelRef, inputs: ImageInputs) -> TaskResult[Encoding]:
         with self._request(ref, "encode", inputs) as call:
             outputs = await self._run(call, inputs)
-            self._observe(call)
-            items = [Encoding(latent=row) for row in outputs[OUTPUT_LATENT]]
-        return self._logged("encode", inputs, call.result(items))
+            call.result = call.result_of([Encoding(latent=row) for row in outputs[OUTPUT_LATENT]])
+        return call.result
 
     async def infer(self, ref: ModelRef, inputs: ImageInputs, outputs: Sequence[str] | None = None) -> InferResult:
         with self._request(ref, None, inputs) as call:
-            spec = call.served.spec
+            spec = call.served.spec  # type: ignore[union-attr]
             declared = [o.name for o in spec.outputs]
             unknown = [name for name in outputs or () if name not in declared]
             if unknown:
                 raise InvalidInput(f"unknown output(s) {unknown}; model {spec.name!r} has {declared}")
             results = await self._run(call, inputs)
             chosen = {name: results[name] for name in (outputs or declared)}
-            if call.served.drift is not None:
-                probabilities, errors = results.get(OUTPUT_PROBABILITIES), results.get(OUTPUT_ERROR)
-                predicted = None if probabilities is None else probabilities.argmax(axis=1)
-                scores = None if errors is None else anomaly_rule.effective_errors(errors, call.batch)
-                self._observe(call, predicted, scores)
-        done = call.result([])
-        return self._logged("infer", inputs, InferResult(done.model, chosen, labels=spec.labels, applied=done.applied))
+            probabilities, errors = results.get(OUTPUT_PROBABILITIES), results.get(OUTPUT_ERROR)
+            call.predicted = None if probabilities is None else probabilities.argmax(axis=1)
+            call.scores = None if errors is None else anomaly_rule.effective_errors(errors, call.batch)  # type: ignore[arg-type]
+            done = call.result_of([])
+            call.result = InferResult(done.model, chosen, labels=spec.labels, applied=done.applied)
+        return call.result
 
     # -- metadata and control ----------------------------------------------------------------------------
 
@@ -360,10 +320,3 @@ class InferenceCore:
         except (ModelNotFound, ModelNotReady):
             return False
         return True
-
-
-async def build_core(settings: Settings, metrics: Metrics) -> InferenceCore:
-    """A core with every model the policy picks loaded and warmed, and hot reload running if enabled."""
-    core = InferenceCore(settings, metrics)
-    await core.start()
-    return core

@@ -7,8 +7,9 @@ protobuf messages never cross into the core.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from pixelserve.modelspec import ModelSpec
 from .offload import Offloader
 
 if TYPE_CHECKING:
+    from ..hooks import Hooks
     from .images import Limits
 
 T = TypeVar("T")
@@ -187,7 +189,12 @@ class Core(Protocol):
     """The one path every adapter calls: decode, validate, batch, run, postprocess."""
 
     offload: Offloader  # the one pool adapters move big encoding work to
+    hooks: Hooks  # the operations hooks; the edges call them around each transport request
     limits: Limits  # the request limits (bytes, pixels, images per request)
+
+    def request(self, task: str, model: str, protocol: str) -> AbstractContextManager[Any]:
+        """The scope an adapter opens around one request (core/calls.py CallScope): the hooks see it."""
+        ...
 
     async def classify(
         self, ref: ModelRef, inputs: ImageInputs, *, top_k: int | None = None

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool, struct_pb2
 from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
@@ -15,16 +14,13 @@ from ..core.types import Core
 from ..observe.metrics import Metrics
 from ..settings import Settings
 from .auth import ApiKeyInterceptor
+from .edge import with_hooks
 from .gen.inference import grpc_service_pb2, grpc_service_pb2_grpc, model_config_pb2
 from .gen.pixelserve.v1 import pixelserve_pb2, pixelserve_pb2_grpc
 from .health import HealthServicer
 from .task_servicer import TaskServicer
 from .v2_servicer import InferenceServicer
 from .wire import Wrapper, add_guarded
-
-if TYPE_CHECKING:  # imported only when they are on
-    from ..observe.access_log import AccessLog
-    from ..observe.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +31,7 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 REFLECTED_FILES: tuple[FileDescriptor, ...] = (
     model_config_pb2.DESCRIPTOR,
     grpc_service_pb2.DESCRIPTOR,
+    struct_pb2.DESCRIPTOR,  # ModelMetadata.spec
     pixelserve_pb2.DESCRIPTOR,
     health_pb2.DESCRIPTOR,
     reflection_pb2.DESCRIPTOR,
@@ -61,12 +58,10 @@ def create_grpc_server(
     core: Core,
     settings: Settings,
     metrics: Metrics,
-    tracing: Tracing | None = None,
-    access: AccessLog | None = None,
 ) -> grpc.aio.Server:
-    """The server with its port bound (port 0 picks a free one; see the log line) but not started. With
-    `tracing`, every call of the task and V2 services is a server span; with `access`, each is logged
-    (health checks are neither)."""
+    """The server with its port bound (port 0 picks a free one; see the log line) but not started. When the
+    core's operations hooks work at the edge (access log, tracing), every call of the task and V2 services
+    goes through them (health checks do not)."""
     interceptors = [ApiKeyInterceptor(settings.api_key.get_secret_value())] if settings.api_key else []
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -83,15 +78,7 @@ def create_grpc_server(
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
-    wrappers: list[Wrapper] = []
-    if access is not None:
-        from .access import access_logged
-
-        wrappers.append(access_logged(access, tracing.trace_id if tracing is not None else None))
-    if tracing is not None:  # outermost, so the access log sees the call's trace
-        from .tracing import traced
-
-        wrappers.append(traced(tracing))
+    wrappers: list[Wrapper] = [with_hooks(core.hooks)] if core.hooks.edge else []
     add_guarded(pixelserve_pb2_grpc.add_PixelServeServicer_to_server, TaskServicer(core, settings, metrics), server,
                 wrappers, core.offload.sized)  # fmt: skip
     add_guarded(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,

@@ -30,11 +30,10 @@ class TaskServicer(pb_grpc.PixelServeServicer):
         return await self.core.offload.sized(received_bytes(), converters.image_inputs, batch)
 
     async def _classify(self, request: pb.ClassifyRequest) -> pb.ClassifyResponse:
-        with self.metrics.track(model=request.model, task="classify", protocol="grpc") as tracker:
+        with self.core.request("classify", request.model, "grpc"):
             ref = converters.model_ref(request.model, request.version)
             inputs = await self._inputs(request.inputs)
             result = await self.core.classify(ref, inputs, top_k=request.top_k or None)
-            tracker.version = result.model.version
         return converters.classify_response(result, request.request_id)
 
     @guarded
@@ -60,10 +59,9 @@ class TaskServicer(pb_grpc.PixelServeServicer):
         self, task: TaskName, request: pb.DenoiseRequest | pb.ReconstructRequest, build: Callable[..., T]
     ) -> T:
         run = self.core.denoise if task == "denoise" else self.core.reconstruct
-        with self.metrics.track(model=request.model, task=task, protocol="grpc") as tracker:
+        with self.core.request(task, request.model, "grpc"):
             ref = converters.model_ref(request.model, request.version)
             result = await run(ref, await self._inputs(request.inputs))
-            tracker.version = result.model.version
         size = sum(item.image.nbytes for item in result.items)
         items = await self.core.offload.sized(size, converters.reconstructions, result.items, request.return_tensor)
         return build(model=converters.served_by(result), results=items, prepared=converters.prepared(result))
@@ -80,10 +78,9 @@ class TaskServicer(pb_grpc.PixelServeServicer):
 
     @guarded
     async def Encode(self, request: pb.EncodeRequest, context: grpc.aio.ServicerContext) -> pb.EncodeResponse:
-        with self.metrics.track(model=request.model, task="encode", protocol="grpc") as tracker:
+        with self.core.request("encode", request.model, "grpc"):
             ref = converters.model_ref(request.model, request.version)
             result = await self.core.encode(ref, await self._inputs(request.inputs))
-            tracker.version = result.model.version
         return converters.encode_response(result)
 
     @guarded

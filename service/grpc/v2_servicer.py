@@ -64,13 +64,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return convert.message(v2_metadata.model_metadata(info), pb.ModelMetadataResponse())
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        with self.metrics.track(model=request.model_name, task="infer", protocol="grpc") as tracker:
+        with self.core.request("infer", request.model_name, "grpc"):
             for tensor in request.inputs:  # an oversized batch is refused before its contents are read
                 check_declared_images(tensor.shape, self.core.limits)
             # a big message's contents are copied (and BYTES split) off the event loop
             decoded, raw = await self.core.offload.sized(received_bytes(), convert.infer_request, request)
             response = await v2_infer(self.core, decoded)
-            tracker.version = int(response.model_version)
         return convert.infer_response(response, raw=raw)
 
     @guarded

@@ -23,47 +23,20 @@ import sys
 import threading
 import time
 from collections import deque
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from ..context import REQUEST_ID_HEADER, RequestContext
+from ..hooks import RequestHook
+
 if TYPE_CHECKING:
+    from ..core.calls import Call
     from .metrics import Metrics
 
-REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID = 128  # longer client ids are cut, so a client cannot make the log write arbitrary lines
 FLUSH_S = 0.1  # how often the writer writes what has queued
-
-
-@dataclass(slots=True)
-class RequestNote:
-    """What the log learns about a request while it runs: its id (payload log rows carry the same), and the
-    model version the core served it with."""
-
-    request_id: str
-    model: str | None = None
-    version: int | None = None
-
-
-current: ContextVar[RequestNote | None] = ContextVar("pixelserve_request", default=None)
-# The transport of the request being handled ("rest", "grpc"), set by the adapters' request tracker; empty
-# for the core's in-process callers (batch scoring, verify), whose requests are not logged.
-protocol: ContextVar[str] = ContextVar("pixelserve_protocol", default="")
-
-
-def note_served(model: str, version: int) -> None:
-    """Called by the core when it leases a version for the current request."""
-    note = current.get()
-    if note is not None:
-        note.model, note.version = model, version
-
-
-def current_request_id() -> str:
-    note = current.get()
-    return note.request_id if note is not None else ""
 
 
 class RequestIds:
@@ -130,5 +103,53 @@ def _line(entry: dict[str, Any]) -> bytes:
     return orjson.dumps({k: v for k, v in entry.items() if v is not None and v != ""}) + b"\n"
 
 
-def now() -> float:
-    return time.time()
+class AccessLogHook(RequestHook):
+    """The access log as a hook: the edge's request gets its id when it opens (given back to the client) and
+    its entry when it closes; the core's requests inside it note the version that served them. Probes and
+    scrapes are left out unless `probes`."""
+
+    def __init__(self, log: AccessLog, *, probes: bool) -> None:
+        self.log = log
+        self.probes = probes
+
+    def opened(self, ctx: RequestContext) -> None:
+        if ctx.probe and not self.probes:
+            return
+        ctx.request_id = self.log.new_request_id(ctx.metadata.get(REQUEST_ID_HEADER))
+        ctx.trailers.append((REQUEST_ID_HEADER, ctx.request_id))
+
+    def answered(self, call: Call, result: Any) -> None:
+        self._served(call)
+
+    def failed(self, call: Call, error: BaseException) -> None:
+        self._served(call)
+
+    @staticmethod
+    def _served(call: Call) -> None:
+        if call.context is not None and call.served is not None:
+            call.context.model, call.context.version = call.served.name, call.served.version
+
+    def closed(self, ctx: RequestContext) -> None:
+        if not ctx.request_id:
+            return
+        entry: dict[str, Any] = {"started": ctx.started, "protocol": "http" if ctx.protocol == "rest" else "grpc"}
+        if ctx.protocol == "rest":
+            entry |= {"method": ctx.method, "path": ctx.path, "status": ctx.status or 500}
+        else:
+            entry |= {"rpc": ctx.name, "code": ctx.status}
+        entry |= {
+            "duration_ms": round((time.perf_counter() - ctx.clock) * 1000, 3),
+            "model": ctx.model,
+            "version": ctx.version,
+            "task": ctx.task,
+            "request_id": ctx.request_id,
+            "trace_id": ctx.trace_id,
+            "client": ctx.client,
+        }
+        if ctx.protocol == "rest":
+            entry |= {"bytes_in": ctx.wire_bytes, "bytes_out": ctx.bytes_out}
+        entry["user_agent"] = (ctx.metadata.get("user-agent") or "")[:256] or None
+        self.log.record(entry)
+
+    async def stop(self) -> None:
+        self.log.close()

@@ -22,13 +22,18 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pixelserve import drift
 from pixelserve.measured import DriftBaseline
 
+from ..hooks import RequestHook
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..core.calls import Call
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +150,29 @@ class DriftMonitor:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class DriftHook(RequestHook):
+    """Drift as a hook: each answered request's model input and what the task measured go into its served
+    version's window; the monitor scores the windows while the core runs."""
+
+    def __init__(self, metrics: Metrics, *, refresh_s: float, min_samples: int) -> None:
+        self._metrics = metrics
+        self._refresh_s, self._min_samples = refresh_s, min_samples
+        self.monitor: DriftMonitor | None = None
+
+    def answered(self, call: Call, result: Any) -> None:
+        window = call.served.drift if call.served is not None else None
+        if window is not None and call.batch is not None:
+            window.observe(call.batch, call.predicted, call.scores)
+
+    async def start(self, core: Any) -> None:
+        def windows() -> list[tuple[str, int, DriftWindow]]:
+            return [(s.name, s.version, s.drift) for s in core.repository.served() if s.drift is not None]
+
+        self.monitor = DriftMonitor(self._metrics, windows, refresh_s=self._refresh_s, min_samples=self._min_samples)
+        self.monitor.start()
+
+    async def stop(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()

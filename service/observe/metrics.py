@@ -1,16 +1,15 @@
 """Every Prometheus metric of the service, on a registry passed in (never the global one).
 
-Adapters only call `Metrics.track` around a request and `Metrics.render` for /metrics; the core records
-batching and model-state metrics. Label sets are fixed here so dashboards do not depend on which adapter
-served a request.
+Request metrics are a hook (`RequestMetrics`) on the core's requests; adapters only call `Metrics.render`
+for /metrics; the batcher and repository record batching and model-state metrics. Label sets are fixed here
+so dashboards do not depend on which adapter served a request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from time import perf_counter
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,7 +23,10 @@ from prometheus_client import (
 
 from ..core.types import ModelState
 from ..errors import ClientLeft, ServiceError, mapping_for
-from . import access_log
+from ..hooks import RequestHook
+
+if TYPE_CHECKING:
+    from ..core.calls import Call
 
 # 0.25 ms .. 10 s, roughly 1-2.5-5 per decade: tiny models answer in well under a millisecond on CPU.
 LATENCY_BUCKETS = (
@@ -54,36 +56,35 @@ def _starlette_disconnect(error: BaseException) -> bool:
     return kind.__name__ == "ClientDisconnect" and kind.__module__.startswith("starlette")
 
 
-class RequestTracker:
-    """Counts one request: in flight while inside, then its latency and the status code of what it raised.
+class RequestMetrics(RequestHook):
+    """Request metrics as a hook: in flight while a request runs, then its latency and the status code of
+    what ended it, labelled by the model the client named and the version that answered. In-process calls
+    (no protocol: batch scoring, verify) are not counted."""
 
-    The adapter sets `version` once the core says which version served. A class, not a generator: this runs
-    on every request."""
-
-    __slots__ = ("_in_flight", "_key", "_metrics", "_start", "_token", "version")
-
-    def __init__(self, metrics: Metrics, key: tuple[str, str, str], in_flight: Any) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
-        self._key = key
-        self._in_flight = in_flight
-        self.version: int | None = None
 
-    def __enter__(self) -> RequestTracker:
-        self._in_flight.inc()
-        self._token = access_log.protocol.set(self._key[2])  # the core logs payloads by transport
-        self._start = perf_counter()
-        return self
+    def started(self, call: Call) -> None:
+        if call.protocol:
+            self._metrics.in_flight_child(call.protocol).inc()
 
-    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
-        elapsed = perf_counter() - self._start
-        access_log.protocol.reset(self._token)
-        self._in_flight.dec()
-        duration, counts = self._metrics._request_children(self._key, self.version)
-        duration.observe(elapsed)
-        code = status_code_name(error)
+    def answered(self, call: Call, result: Any) -> None:
+        if call.protocol:
+            self._done(call, call.served.version if call.served is not None else None, "OK")
+
+    def failed(self, call: Call, error: BaseException) -> None:
+        if call.protocol:
+            self._done(call, None, status_code_name(error))
+
+    def _done(self, call: Call, version: int | None, code: str) -> None:
+        metrics = self._metrics
+        metrics.in_flight_child(call.protocol).dec()
+        key = (call.model, call.task, call.protocol)
+        duration, counts = metrics._request_children(key, version)
+        duration.observe(call.answered - call.started)
         counter = counts.get(code)
         if counter is None:
-            counter = counts[code] = self._metrics._count_child(self._key, self.version, code)
+            counter = counts[code] = metrics._count_child(key, version, code)
         counter.inc()
 
 
@@ -172,12 +173,11 @@ class Metrics:
         self._children: dict[tuple[tuple[str, str, str], int | None], tuple[Any, dict[str, Any]]] = {}
         self._in_flight_children: dict[str, Any] = {}
 
-    def track(self, *, model: str, task: str, protocol: str) -> RequestTracker:
-        """A context manager around one request (see RequestTracker)."""
+    def in_flight_child(self, protocol: str) -> Any:
         gauge = self._in_flight_children.get(protocol)
         if gauge is None:
             gauge = self._in_flight_children[protocol] = self.in_flight.labels(protocol=protocol)
-        return RequestTracker(self, (model, task, protocol), gauge)
+        return gauge
 
     def _labels(self, key: tuple[str, str, str], version: int | None) -> dict[str, str]:
         model, task, protocol = key

@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 from pixelserve.commandline import parse
 
-from ..core.core import InferenceCore
 from ..core.runtime import runtime_line
 from ..observe.metrics import Metrics
 from ..settings import Settings
+from ..wiring import serving_core
 from .server import serve
 from .workers import follow_supervisor, supervise, worker_index
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         follow_supervisor()
     metrics = Metrics()
     try:
-        core = _core(settings, metrics)
+        core = serving_core(settings, metrics)
     except ValueError as exc:  # a payload log or tracing exporter the settings cannot have
         print(f"pixelserve serve: {exc}", file=sys.stderr)
         return 2
@@ -66,13 +66,3 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("pixelserve.service.process.cli").exception("serving failed")
         return 1
     return 0
-
-
-def _core(settings: Settings, metrics: Metrics) -> InferenceCore:
-    """The core with what the settings turn on: tracing (its SDK imported only then), the payload log."""
-    tracing = None
-    if settings.tracing:
-        from ..observe.tracing import Tracing
-
-        tracing = Tracing()
-    return InferenceCore(settings, metrics, tracing)

@@ -27,7 +27,6 @@ from starlette.types import ASGIApp
 
 from ..core.core import InferenceCore
 from ..grpc.server import create_grpc_server
-from ..observe.access_log import AccessLog
 from ..observe.metrics import Metrics
 from ..rest.app import INTERNAL, create_app
 from ..rest.connections import guarded_protocol, uploads_in_progress
@@ -160,10 +159,9 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
     if worker:
         log.info("worker %d: loading models before listening", worker_index())
         await core.start()
-    access = AccessLog(metrics, settings.access_log_buffer) if settings.access_log else None
-    grpc_server = create_grpc_server(core, settings, metrics, core.tracing, access)
+    grpc_server = create_grpc_server(core, settings, metrics)
     sock = http_socket(settings)
-    app = create_app(core, settings, metrics, core.tracing, access)
+    app = create_app(core, settings, metrics)
     http = _HttpServer(
         uvicorn.Config(
             app,
@@ -226,11 +224,7 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
         await grpc_server.stop(0)  # a no-op after a graceful stop
         if core.stats_exchange is not None:
             await core.stats_exchange.stop()
-        await core.close()
-        if core.tracing is not None:
-            core.tracing.shutdown()  # flushes the spans still buffered
-        if access is not None:
-            access.close()
+        await core.close()  # the hooks stop with it: spans flushed, access log and payload shards written
         sock.close()
         if use_signals:
             for sig in SIGNALS:

@@ -36,8 +36,8 @@ from .gate import QUALITY_GATE
 from .loading import load_version
 from .serving import ModelRecord, ServedVersion, VersionRecord
 
-if TYPE_CHECKING:  # imported only when tracing is on
-    from ..observe.tracing import Tracing
+if TYPE_CHECKING:
+    from ..hooks import BatchObserver
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,10 @@ class ModelRepository:
         settings: Settings,
         metrics: Metrics,
         factory: SessionFactory | None = None,
-        tracing: Tracing | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> None:
         self.settings = settings
-        self._tracing = tracing
+        self._on_batch = on_batch  # the operations hooks' (tracing's), handed to every batcher
         self.root = settings.model_repository
         self._metrics = metrics
         self._factory = factory or SessionFactory(settings)
@@ -189,7 +189,7 @@ class ModelRepository:
             timeout_s=s.request_timeout_s,
             policy=s.batch_policy,
             metrics=self._metrics.batch(found.name, found.version),
-            tracing=self._tracing,
+            on_batch=self._on_batch,
         )
         old = model.served
         model.served = ServedVersion(found, found.spec, runners, batcher)

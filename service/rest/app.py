@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -23,10 +23,6 @@ from .limits import BodyLimitMiddleware
 from .playground import install_playground
 from .tasks import create_task_router
 from .v2 import create_v2_health_router, create_v2_router
-
-if TYPE_CHECKING:  # imported only when they are on
-    from ..observe.access_log import AccessLog
-    from ..observe.tracing import Tracing
 
 DESCRIPTION = """Image classification, denoising and reconstruction (anomaly score) on ONNX models.
 
@@ -48,25 +44,18 @@ def create_app(
     core: Core,
     settings: Settings,
     metrics: Metrics,
-    tracing: Tracing | None = None,
-    access: AccessLog | None = None,
 ) -> ASGIApp:
     """A new app around a started (or starting) core; no globals, so tests can build several.
 
-    The hot routes are served by `FastPath` in front of FastAPI; CORS, when configured, wraps both; with
-    `access` every request is logged, and with `tracing` a server span wraps it all."""
+    The hot routes are served by `FastPath` in front of FastAPI; CORS, when configured, wraps both; when the
+    core's operations hooks work at the edge (access log, tracing), the request edge wraps it all."""
     app: ASGIApp = FastPath(create_api(core, settings, metrics), core, settings, metrics)
     if settings.cors_origins:
         app = CORSMiddleware(app, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
-    if access is not None:
-        from .access import AccessLogMiddleware
+    if core.hooks.edge:
+        from .edge import RequestEdge
 
-        trace_id = tracing.trace_id if tracing is not None else None
-        app = AccessLogMiddleware(app, access, probes=settings.access_log_probes, trace_id=trace_id)
-    if tracing is not None:
-        from .tracing import TracingMiddleware
-
-        app = TracingMiddleware(app, tracing)
+        app = RequestEdge(app, core.hooks)
     return app
 
 

@@ -169,7 +169,7 @@ class FastPath:
     # -- the routes --------------------------------------------------------------------------------------
 
     async def _v2_infer(self, scope: Scope, receive: Receive, name: str, version: str | None) -> tuple:
-        with self.metrics.track(model=name, task="infer", protocol="rest") as tracker:
+        with self.core.request("infer", name, "rest"):
             body = await self._body(scope, receive)
             encoding = self._header(scope, b"content-encoding")
             if encoding:  # inflating may produce up to the limit whatever the body size: off the loop
@@ -177,14 +177,13 @@ class FastPath:
             header_length, ref = self._header(scope, HEADER_LENGTH_KEY), model_ref(name, version)
             decoded = await self.offload.sized(len(body), decode_request, body, header_length, ref, self.json_limit)
             response = await v2_infer(self.core, decoded)
-            tracker.version = int(response.model_version)
             size = sum(t.array.nbytes for t in response.outputs)
             binary = bool(decoded.parameters.get(BINARY_OUTPUT, False))
             content, headers = await self.offload.sized(size, encode_response, response, binary)
         return 200, [(k.lower().encode(), v.encode()) for k, v in headers.items()], content
 
     async def _classify(self, scope: Scope, receive: Receive, name: str, version: str | None) -> tuple:
-        with self.metrics.track(model=name, task="classify", protocol="rest") as tracker:
+        with self.core.request("classify", name, "rest"):
             options = self._options(scope)
             kind = self._media_type(scope)
             body = await self._body(scope, receive)
@@ -202,7 +201,6 @@ class FastPath:
             inputs = task_inputs(upload, options)
             top_k = options.top_k or upload.top_k
             result = await self.core.classify(model_ref(name, version), inputs, top_k=top_k)
-            tracker.version = result.model.version
         return 200, list(JSON_HEADERS), await self.offload.sized(_echo_size(result), _classification_body, result)
 
     @staticmethod

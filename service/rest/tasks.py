@@ -203,11 +203,10 @@ def create_task_router(core: Core, settings: Settings, metrics: Metrics, offload
         """Top-k labels per image, plus an out-of-distribution score when the model is paired with an
         autoencoder."""
         options = Options(top_k, resize, normalize, return_input)
-        with metrics.track(model=name, task="classify", protocol="rest") as tracker:
+        with core.request("classify", name, "rest"):
             upload = await read_upload(request, settings, offload)
             inputs = task_inputs(upload, options)
             result = await core.classify(ModelRef(name, version), inputs, top_k=top_k or upload.top_k)
-            tracker.version = result.model.version
         return _classifications(result)
 
     async def reconstruct(
@@ -219,11 +218,10 @@ def create_task_router(core: Core, settings: Settings, metrics: Metrics, offload
         return_input: ReturnInput = None,
     ) -> ImageResponse:
         """Reconstruction (base64 PNG), its error and the anomaly verdict per image."""
-        with metrics.track(model=name, task="reconstruct", protocol="rest") as tracker:
+        with core.request("reconstruct", name, "rest"):
             upload = await read_upload(request, settings, offload)
             inputs = task_inputs(upload, Options(None, resize, normalize, return_input))
             result = await core.reconstruct(ModelRef(name, version), inputs)
-            tracker.version = result.model.version
         return await offload.sized(_image_bytes(result), _images, result)
 
     async def denoise(
@@ -235,11 +233,10 @@ def create_task_router(core: Core, settings: Settings, metrics: Metrics, offload
         return_input: ReturnInput = None,
     ) -> Response:
         """The cleaned image: a bare image/png for one raw-body image (or `Accept: image/png`), else JSON."""
-        with metrics.track(model=name, task="denoise", protocol="rest") as tracker:
+        with core.request("denoise", name, "rest"):
             upload = await read_upload(request, settings, offload)
             inputs = task_inputs(upload, Options(None, resize, normalize, return_input))
             result = await core.denoise(ModelRef(name, version), inputs)
-            tracker.version = result.model.version
         if wants_png(request, upload):
             return _png_response(result, await offload.sized(_image_bytes(result), encode_png, result.items[0].image))
         body = await offload.sized(_image_bytes(result), _images, result)
@@ -258,11 +255,10 @@ def create_task_router(core: Core, settings: Settings, metrics: Metrics, offload
         return_input: ReturnInput = None,
     ) -> EncodeResponse:
         """The latent vector per image (autoencoders with a latent output)."""
-        with metrics.track(model=name, task="encode", protocol="rest") as tracker:
+        with core.request("encode", name, "rest"):
             upload = await read_upload(request, settings, offload)
             inputs = task_inputs(upload, Options(None, resize, normalize, return_input))
             result = await core.encode(ModelRef(name, version), inputs)
-            tracker.version = result.model.version
         return EncodeResponse(
             model=_served(result.model),
             results=[EncodingOut(latent=item.latent.tolist()) for item in result.items],

@@ -93,7 +93,7 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: 
     async def infer(request: Request, name: str, version: int | None = None) -> Response:
         """JSON or binary-tensor inference: UINT8 / FP32 pixels (NHWC, as the metadata says) or BYTES holding
         encoded image files, one element per image."""
-        with metrics.track(model=name, task="infer", protocol="rest") as tracker:
+        with core.request("infer", name, "rest"):
             body = await read_body(request, offload)
             encoding = request.headers.get("content-encoding", "")
             if encoding:  # inflating may produce up to max_request_bytes whatever the body size: off the loop
@@ -101,7 +101,6 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: 
             header_length, ref = request.headers.get(HEADER_LENGTH), model_ref(name, version)
             decoded = await offload.sized(len(body), decode_request, body, header_length, ref, settings.max_json_bytes)
             response = await v2_infer(core, decoded)
-            tracker.version = int(response.model_version)
             size = sum(t.array.nbytes for t in response.outputs)
             binary = bool(decoded.parameters.get(BINARY_OUTPUT, False))
             content, headers = await offload.sized(size, encode_response, response, binary)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from ..core.core import InferenceCore, build_core
+from ..core.core import InferenceCore
 from ..core.types import ModelRef
 from ..observe.metrics import Metrics
 from ..settings import Settings
+from ..wiring import build_core
 from .driver import Summary, finish, make_scorer, probe, score_job, with_task
 from .job import Job, Target
 from .sources import Source

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.core import build_core
 from ..observe.metrics import Metrics
+from ..wiring import build_core
 from .driver import Plan, Progress, Summary, finish, make_plan, make_scorer
 from .engine_local import checked_target, core_settings
 from .job import Job, Target

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pixelserve.service.core.core import InferenceCore, build_core
+from pixelserve.service.core.core import InferenceCore
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
+from pixelserve.service.wiring import build_core
 from tests.service.models import build_repository
 
 

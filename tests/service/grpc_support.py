@@ -23,7 +23,7 @@ def free_port() -> int:
 async def grpc_server(core: Core, settings: Settings, metrics: Metrics, **overrides: Any) -> AsyncIterator[str]:
     """Yields the server's address; `overrides` change settings of the server only (not of the core)."""
     settings = settings.model_copy(update={"http_host": "127.0.0.1", "grpc_port": free_port(), **overrides})
-    server = create_grpc_server(core, settings, metrics, getattr(core, "tracing", None))
+    server = create_grpc_server(core, settings, metrics)
     await server.start()
     try:
         yield f"127.0.0.1:{settings.grpc_port}"

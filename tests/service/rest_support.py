@@ -45,7 +45,7 @@ async def rest_server(core: Core, settings: Settings, metrics: Metrics, **overri
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(core, settings, metrics, getattr(core, "tracing", None))
+    app = create_app(core, settings, metrics)
     config = uvicorn.Config(app, lifespan="on", log_level="warning")
     server = _TestServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -14,7 +14,6 @@ import httpx
 import numpy as np
 import pytest
 
-from pixelserve.service.core.core import build_core
 from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as v2_pb
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
@@ -25,6 +24,7 @@ from pixelserve.service.observe.access_log import AccessLog
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.observe.payloads.shards import read_rows, shard_files
 from pixelserve.service.settings import Settings
+from pixelserve.service.wiring import build_core
 from tests.service.grpc_support import free_port
 from tests.service.models import CLASSIFIER, DENOISER, encode_image, random_images
 from tests.service.rest_support import rest_server
@@ -53,10 +53,10 @@ class Logged:
 @pytest.fixture
 async def logged(settings: Settings, metrics: Metrics, tmp_path: Path) -> AsyncIterator[Logged]:
     settings = settings.model_copy(update={"payload_log_dir": tmp_path / "log", "payload_log_format": "jsonl"})
-    core = await build_core(settings, metrics)
     access = AccessLog(metrics, 100, stream=Discard())  # type: ignore[arg-type]  # for the request ids
+    core = await build_core(settings, metrics, access=access)
     grpc_settings = settings.model_copy(update={"grpc_port": free_port()})
-    server = create_grpc_server(core, grpc_settings, metrics, None, access)
+    server = create_grpc_server(core, grpc_settings, metrics)
     await server.start()
     try:
         async with (
@@ -67,8 +67,7 @@ async def logged(settings: Settings, metrics: Metrics, tmp_path: Path) -> AsyncI
             yield Logged(http, channel, core, tmp_path / "log")
     finally:
         await server.stop(None)
-        await core.close()
-        access.close()
+        await core.close()  # closes the access log too
 
 
 async def test_each_transport_and_task_is_logged_under_its_protocol(logged: Logged) -> None:

@@ -15,12 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pixelserve import drift
 from pixelserve.measured import DriftBaseline
-from pixelserve.service.core.core import build_core
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 from pixelserve.service.observe.drift import DriftWindow
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
+from pixelserve.service.wiring import build_core
 from tests.service.models import (
     AUTOENCODER,
     CLASSIFIER,

@@ -111,8 +111,8 @@ async def test_message_over_the_size_limit_is_refused(core, settings, metrics) -
 
 
 async def test_full_queue_is_resource_exhausted_with_retry_after(model_repository, metrics) -> None:
-    from pixelserve.service.core.core import build_core
     from pixelserve.service.settings import Settings
+    from pixelserve.service.wiring import build_core
 
     settings = Settings(
         model_repository=model_repository,

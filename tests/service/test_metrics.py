@@ -1,14 +1,17 @@
-"""The metrics adapters rely on: request counting with status codes, in-flight gauge, states, exposition."""
+"""Request metrics as a hook (counts with status codes, in-flight gauge), model states, exposition."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pixelserve.service.core.calls import CallScope
 from pixelserve.service.errors import ModelNotFound, Overloaded, PayloadTooLarge
-from pixelserve.service.observe.metrics import UNKNOWN_MODEL, Metrics
+from pixelserve.service.hooks import Hooks
+from pixelserve.service.observe.metrics import UNKNOWN_MODEL, Metrics, RequestMetrics
 
 LABELS = {"model": "m", "task": "classify", "protocol": "rest"}
 
@@ -24,11 +27,16 @@ def requests(metrics: Metrics, code: str, version: str = "") -> float | None:
     return metrics.registry.get_sample_value("pixelserve_requests_total", {**LABELS, "version": version, "code": code})
 
 
-async def test_track_counts_success_with_the_served_version(metrics: Metrics) -> None:
-    with metrics.track(model="m", task="classify", protocol="rest") as tracker:
+def track(metrics: Metrics, model: str = "m") -> CallScope:
+    """One REST classify request's scope, with request metrics as its only hook."""
+    return CallScope(Hooks([RequestMetrics(metrics)]), "classify", model, "rest")
+
+
+async def test_request_metrics_count_success_with_the_served_version(metrics: Metrics) -> None:
+    with track(metrics) as call:
         assert metrics.registry.get_sample_value("pixelserve_in_flight_requests", {"protocol": "rest"}) == 1
         await asyncio.sleep(0)
-        tracker.version = 3
+        call.served = SimpleNamespace(version=3)  # type: ignore[assignment]
     assert requests(metrics, "OK", "3") == 1
     assert metrics.registry.get_sample_value("pixelserve_in_flight_requests", {"protocol": "rest"}) == 0
     duration = {**LABELS, "version": "3"}
@@ -45,10 +53,10 @@ async def test_track_counts_success_with_the_served_version(metrics: Metrics) ->
         (asyncio.CancelledError(), "CANCELLED"),
     ],
 )
-def test_track_records_the_code_of_the_raised_error_and_reraises(
+def test_request_metrics_record_the_code_of_the_raised_error_and_reraise(
     metrics: Metrics, error: BaseException, code: str
 ) -> None:
-    with pytest.raises(type(error)), metrics.track(model="m", task="classify", protocol="rest"):
+    with pytest.raises(type(error)), track(metrics):
         raise error
     assert requests(metrics, code) == 1
     assert requests(metrics, "OK") is None
@@ -91,7 +99,7 @@ def test_separate_instances_do_not_share_a_registry() -> None:
 
 def test_unknown_model_names_share_one_label_so_clients_cannot_mint_series(metrics: Metrics) -> None:
     for name in ("nope", "../etc/passwd", "x" * 200):
-        with pytest.raises(ModelNotFound), metrics.track(model=name, task="classify", protocol="rest"):
+        with pytest.raises(ModelNotFound), track(metrics, name):
             raise ModelNotFound(f"no model {name}")
     labels = {**LABELS, "model": UNKNOWN_MODEL, "version": "", "code": "NOT_FOUND"}
     assert metrics.registry.get_sample_value("pixelserve_requests_total", labels) == 3

@@ -2,7 +2,7 @@
 rate 1.0 give 1,000 rows whose outputs equal the responses (and hold no API key), `pixelserve dataset` turns
 them into an image folder, and `pixelserve train` trains one epoch on it.
 
-Needs the core to own the log: `InferenceCore` builds `PayloadLog.from_settings(settings)` as `core.payloads`,
+Needs the wiring to register the log: `build_core` adds a PayloadHook over `PayloadLog.from_settings(settings)`,
 the REST adapter offers each sampled request, and `core.close()` closes the log (which commits its shards).
 """
 
@@ -16,11 +16,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pixelserve.service.core.core import build_core
 from pixelserve.service.observe.payloads.columns import columns
 from pixelserve.service.observe.payloads.shards import read_rows, shard_files
 from pixelserve.service.tools.dataset import EXIT_OK
 from pixelserve.service.tools.dataset import main as dataset
+from pixelserve.service.wiring import build_core
 from pixelserve.training.data import load_dataset
 from tests.service.models import CLASSIFIER, encode_image
 from tests.service.payload_support import varied_images
@@ -53,7 +53,8 @@ async def test_a_thousand_logged_requests_become_a_dataset_that_trains_an_epoch(
     uploads = [encode_image(image) for image in images]
     core = await build_core(settings, metrics)
     try:
-        assert getattr(core, "payloads", None) is not None, "the core builds PayloadLog.from_settings() as payloads"
+        hooks = [type(hook).__name__ for hook in core.hooks.hooks]
+        assert "PayloadHook" in hooks, f"the wiring registers the payload log as a hook: {hooks}"
         headers = {"X-API-Key": API_KEY, "Cookie": f"session={SECRET_HEADER}"}
         async with (
             rest_server(core, settings, metrics) as url,

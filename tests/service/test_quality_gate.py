@@ -12,10 +12,10 @@ import pytest
 
 from pixelserve.golden import load
 from pixelserve.modelspec import SPEC_FILE
-from pixelserve.service.core.core import build_core
 from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
+from pixelserve.service.wiring import build_core
 from tests.service.test_repository import eventually, state_of
 from tests.service.test_verify import COMMITTED, perturb_graph
 

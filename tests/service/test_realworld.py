@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelserve.service.core.core import build_core
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as v2_pb
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
+from pixelserve.service.wiring import build_core
 from pixelserve.training import variants
 from pixelserve.training.data import load_dataset
 from tests.prerequisites import require

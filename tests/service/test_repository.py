@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from pixelserve.modelspec import SPEC_FILE
-from pixelserve.service.core.core import InferenceCore, build_core
+from pixelserve.service.core.core import InferenceCore
 from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.errors import ModelNotFound, ModelNotReady
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
+from pixelserve.service.wiring import build_core
 from tests.service.models import (
     CLASSIFIER,
     DENOISER,

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 
 from pixelserve.modelspec import OUTPUT_PROBABILITIES
-from pixelserve.service.core.core import build_core
+from pixelserve.service.wiring import build_core
 from tests.service.models import CLASSIFIER, encode_image, random_images, write_broken_onnx, write_classifier
 from tests.service.rest_support import reference, rest_server
 

@@ -8,7 +8,7 @@ from collections import Counter
 import httpx
 import numpy as np
 
-from pixelserve.service.core.core import build_core
+from pixelserve.service.wiring import build_core
 from tests.service.models import CLASSIFIER, encode_image, random_images
 from tests.service.rest_support import rest_server
 

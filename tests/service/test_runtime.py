@@ -15,12 +15,12 @@ import pytest
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
 from pixelserve.service.core import runtime
-from pixelserve.service.core.core import build_core
 from pixelserve.service.core.runtime import CPU, CUDA, BoundRunner, ModelRunner, SessionFactory, warm_up
 from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.errors import ModelNotReady
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
+from pixelserve.service.wiring import build_core
 from tests.service.models import CLASSIFIER, random_images, reference_session
 
 

@@ -31,6 +31,7 @@ from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.observe.tracing import Tracing
 from pixelserve.service.settings import Settings
+from pixelserve.service.wiring import operations
 from tests.service.models import CLASSIFIER, DENOISER, encode_image, random_images
 from tests.service.rest_support import ROOT, server_process
 from tests.service.transports import both_transports
@@ -55,14 +56,13 @@ class Traced:
 async def traced(settings: Settings, metrics: Metrics) -> AsyncIterator[Traced]:
     exporter = InMemorySpanExporter()
     tracing = Tracing(SimpleSpanProcessor(exporter))
-    core = InferenceCore(settings, metrics, tracing)
+    core = InferenceCore(settings, metrics, operations(settings, metrics, tracing=tracing))
     await core.start()
     try:
         async with both_transports(core, settings, metrics) as (http, channel):
             yield Traced(http, channel, exporter)
     finally:
-        await core.close()
-        tracing.shutdown()
+        await core.close()  # the tracing hook shuts tracing down
 
 
 def _server_span(spans: list[ReadableSpan], name: str) -> ReadableSpan:

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from pixelserve.service.core.core import build_core
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as pb
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as pb_grpc
 from pixelserve.service.grpc.gen.inference import model_config_pb2 as config_pb
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
+from pixelserve.service.wiring import build_core
 from tests.service.grpc_support import grpc_server
 from tests.service.models import CLASSIFIER, encode_image, random_images
 from tests.service.rest_support import rest_server
