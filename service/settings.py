@@ -15,7 +15,7 @@ from pydantic_settings import SettingsConfigDict
 
 from pixelserve.commandline import CommandSettings
 
-from .core.types import BatchPolicy
+from .core.types import MAX_IMAGE_PIXELS, BatchPolicy, CallTask
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 
@@ -67,7 +67,7 @@ class Settings(CommandSettings):
         description="largest JSON body or JSON part: V2 tensors as JSON numbers, task-API images as base64 "
         "(parsing JSON holds the GIL; binary V2 data, multipart and raw images have max_request_bytes)",
     )
-    max_image_pixels: int = Field(4096 * 4096, ge=1, description="largest decoded image (width*height)")
+    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="largest decoded image (width*height)")
     max_batch_images: int = Field(256, ge=1, description="most images in one request")
     api_key: SecretStr | None = Field(None, description="when set, every request needs it")
     allow_repository_control: bool = Field(
@@ -98,7 +98,7 @@ class Settings(CommandSettings):
     )
     payload_log_rate: float = Field(1.0, ge=0, le=1, description="share of eligible requests logged, 0..1")
     payload_log_models: list[str] = Field(default_factory=list, description="models to log (empty: every model)")
-    payload_log_tasks: list[Literal["classify", "denoise", "reconstruct", "encode", "infer"]] = Field(
+    payload_log_tasks: list[CallTask] = Field(
         default_factory=list, description="tasks to log, infer is raw V2 inference (empty: every task)"
     )
     payload_log_format: Literal["parquet", "jsonl"] = Field(

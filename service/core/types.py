@@ -30,6 +30,9 @@ DEFAULT_TOP_K = 5  # labels per image a classification answers when the client d
 BatchPolicy = Literal["adaptive", "fill"]
 
 TaskName = Literal["classify", "denoise", "reconstruct", "encode"]
+CallTask = Literal[TaskName, "infer"]  # what one core request does: a task, or raw (V2) inference
+CALL_TASKS: tuple[str, ...] = (*get_args(TaskName), "infer")
+MAX_IMAGE_PIXELS = 4096 * 4096  # the default largest decoded image (width*height): a decompression-bomb bound
 ModelState = Literal["loading", "ready", "unloading", "unavailable", "failed"]
 
 

@@ -18,9 +18,9 @@ from pixelserve.modelspec import INPUT_IMAGE, ModelSpec
 
 from ..core import images
 from ..core.runtime import CPU, ModelRunner
+from ..core.types import MAX_IMAGE_PIXELS
 from .disk import VersionRejected
 
-MAX_PIXELS = 4096 * 4096
 QUALITY_GATE = "quality gate"  # how a gate rejection's reason begins (index, logs, metric label)
 
 
@@ -38,7 +38,7 @@ def load_checked(version_dir: Path, spec: ModelSpec) -> golden.GoldenData | None
 
 def answers(runner: ModelRunner, spec: ModelSpec, data: golden.GoldenData, batch_size: int) -> dict[str, np.ndarray]:
     """The runner's outputs for the golden files, prepared exactly as the server prepares a client's files."""
-    batch = np.stack([images.decode_image(b, spec.preprocessing, max_pixels=MAX_PIXELS) for b in data.encoded])
+    batch = np.stack([images.decode_image(b, spec.preprocessing, max_pixels=MAX_IMAGE_PIXELS) for b in data.encoded])
     parts = [runner({INPUT_IMAGE: batch[i : i + batch_size]}) for i in range(0, len(batch), batch_size)]
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 

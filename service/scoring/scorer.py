@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..core import images
 from ..core.types import (
+    MAX_IMAGE_PIXELS,
     Applied,
     Classification,
     Encoding,
@@ -77,7 +78,7 @@ class Scorer:
         exact_size: bool = False,
         mode: Applied | None = None,
         images_dir: Path | None = None,
-        max_pixels: int = 4096 * 4096,
+        max_pixels: int = MAX_IMAGE_PIXELS,
         request_size: int = 1024,
     ) -> None:
         self.runner = runner

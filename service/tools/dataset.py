@@ -30,12 +30,12 @@ from pixelserve.commandline import CommandSettings, parse
 from pixelserve.modelspec import SPEC_FILE, ModelSpec
 
 from ..core.images import encode_png
+from ..core.types import MAX_IMAGE_PIXELS
 from ..observe.payloads.shards import read_rows, safe_name, shard_files
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # nothing usable in the logs, or images of several sizes
 EXIT_USAGE = 2  # bad flags, no shards, an output that is not empty, a missing extra
-MAX_PIXELS = 4096 * 4096
 SPLITS = ("train", "test")
 COLUMNS = ("id", "request_id", "model", "version", "status", "label", "probability", "image", "resize", "normalize")
 
@@ -163,7 +163,7 @@ class Preparer:
 
     def __call__(self, data: bytes, row: dict[str, Any]) -> np.ndarray:
         if self.repository is None:
-            image = imaging.decode(data, max_pixels=MAX_PIXELS)
+            image = imaging.decode(data, max_pixels=MAX_IMAGE_PIXELS)
             grey = image.mode in ("L", "1", "I", "I;16") or image.mode.startswith("I;16")
             pixels = np.asarray(imaging.to_color_mode(image, "grayscale" if grey else "rgb"), dtype=np.uint8)
             return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
@@ -173,7 +173,7 @@ class Preparer:
         return imaging.prepare(
             data, color_mode=pre.color_mode, height=pre.height, width=pre.width,
             resize="stretch" if resize == "none" else resize, normalize=row.get("normalize") or "none",
-            max_pixels=MAX_PIXELS,
+            max_pixels=MAX_IMAGE_PIXELS,
         )  # fmt: skip
 
 

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 
 from ...core import images
-from ...core.types import InferResult, Reconstruction
+from ...core.types import CALL_TASKS, InferResult, Reconstruction
 from ...scoring import sinks
 from ...scoring.rows import INFER_COLUMNS, Row, error_row, infer_rows, result_rows
 from .record import Inputs, LoggedTask, PayloadRecord, new_id, utc_iso
 
 LOG_COLUMNS = ("request_id", "time", "trace_id", "protocol", "task", "resize", "normalize", "image")
 BINARY_COLUMNS = ("image", "output_image")  # bytes in Parquet, base64 text in JSON lines
-TASKS: tuple[LoggedTask, ...] = ("classify", "denoise", "reconstruct", "encode", "infer")
+TASKS = CALL_TASKS
 
 
 def columns(task: LoggedTask) -> tuple[str, ...]:

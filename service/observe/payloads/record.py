@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from time import time as epoch_seconds
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ...core.types import ImageInputs, InferResult, ModelRef, TaskResult
+from ...core.types import CallTask, ImageInputs, InferResult, ModelRef, TaskResult
 
-LoggedTask = Literal["classify", "denoise", "reconstruct", "encode", "infer"]  # infer: raw V2 inference
+LoggedTask = CallTask  # infer: raw V2 inference
 Inputs = Sequence[bytes] | np.ndarray  # encoded files as received, or a uint8 (or float32 0..255) NHWC/NHW tensor
 
 
