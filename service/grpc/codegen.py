@@ -1,12 +1,19 @@
-"""Regenerate `service/grpc/gen/` from `proto/`: ``python -m pixelserve.service.grpc.codegen``.
+"""Regenerate `service/grpc/gen/` and `pixelserve/client/gen/` from `proto/`:
+``python -m pixelserve.service.grpc.codegen``.
 
-The generated code is committed so serving installs need no grpcio-tools; a test regenerates into a temporary
-directory and compares, so the committed code cannot drift from the protos.
+The generated code is committed so installs need no grpcio-tools; a test regenerates into a temporary directory
+and compares, so the committed code cannot drift from the protos.
+
+Two copies, one per side: the server imports `pixelserve.service.grpc.gen`, the client `pixelserve.client.gen`.
+The client then depends on nothing under `pixelserve.service`, whose packages are free to import serving-only
+dependencies (FastAPI, onnxruntime) and to be reorganised without breaking a ``pip install 'pixelserve[client]'``;
+and the server's two dozen importers of its copy stay as they are. Each copy has its own private pool, so a
+process that holds both (``pixelserve score --server``) registers every symbol once per pool.
 
 Two rewrites make the output importable as a sub-package and safe to share a process with tritonclient:
 imports between generated modules become package-relative, and every file registers in the private descriptor
-pool `pixelserve.service.grpc.gen.POOL` instead of protobuf's default pool — tritonclient registers the same
-``inference.*`` symbols there, and a second registration would fail with "duplicate symbol".
+pool of its copy (e.g. `pixelserve.service.grpc.gen.POOL`) instead of protobuf's default pool — tritonclient
+registers the same ``inference.*`` symbols there, and a second registration would fail with "duplicate symbol".
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ from grpc_tools import protoc
 REPOSITORY = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPOSITORY / "proto"
 GEN_DIR = Path(__file__).resolve().parent / "gen"
+CLIENT_GEN_DIR = REPOSITORY / "pixelserve" / "client" / "gen"
 GENERATOR = "grpcio-tools"
-GEN_PACKAGE = (
-    "pixelserve.service.grpc.gen"  # where the generated modules are imported from (sets their classes' __module__)
-)
+# Where the generated modules are imported from (sets their classes' __module__).
+GEN_PACKAGE = "pixelserve.service.grpc.gen"
+CLIENT_GEN_PACKAGE = "pixelserve.client.gen"
+TARGETS = {GEN_DIR: GEN_PACKAGE, CLIENT_GEN_DIR: CLIENT_GEN_PACKAGE}
 
 PACKAGE_INIT = '''"""Generated from proto/ by `python -m pixelserve.service.grpc.codegen` ({generator} {version}).
 
@@ -56,7 +65,7 @@ def _relative_import(module_package: tuple[str, ...], target_package: tuple[str,
     return dots + ".".join(target_package[common:])
 
 
-def _rewrite(text: str, module_package: tuple[str, ...], top_packages: set[str]) -> str:
+def _rewrite(text: str, module_package: tuple[str, ...], top_packages: set[str], gen_package: str) -> str:
     def fix_import(match: re.Match[str]) -> str:
         target = tuple(match.group(1).split("."))
         if target[0] not in top_packages:
@@ -66,7 +75,7 @@ def _rewrite(text: str, module_package: tuple[str, ...], top_packages: set[str])
     text = re.sub(r"^from ([\w.]+) import (\w+_pb2\b)", fix_import, text, flags=re.MULTILINE)
     # Message classes name their module; make it the importable one so pickling finds them.
     text = re.sub(
-        r"(BuildTopDescriptorsAndMessages\(DESCRIPTOR, ')([\w.]+)(')", rf"\g<1>{GEN_PACKAGE}.\g<2>\g<3>", text
+        r"(BuildTopDescriptorsAndMessages\(DESCRIPTOR, ')([\w.]+)(')", rf"\g<1>{gen_package}.\g<2>\g<3>", text
     )
     if "_descriptor_pool.Default()" in text:
         pool_import = f"from {'.' * (len(module_package) + 1)} import POOL as _POOL\n"
@@ -76,8 +85,9 @@ def _rewrite(text: str, module_package: tuple[str, ...], top_packages: set[str])
     return text
 
 
-def generate(target: Path, root: Path = PROTO_ROOT) -> list[Path]:
-    """Write the complete generated package into target (replaced); returns the files written."""
+def generate(target: Path, root: Path = PROTO_ROOT, gen_package: str = GEN_PACKAGE) -> list[Path]:
+    """Write the complete generated package, importable as `gen_package`, into target (replaced); returns the
+    files written."""
     protos = proto_files(root)
     include = resources.files("grpc_tools") / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,17 +122,20 @@ def generate(target: Path, root: Path = PROTO_ROOT) -> list[Path]:
                     init.write_text("")
                     written.append(init)
             destination = target / relative
-            destination.write_text(_rewrite(source.read_text(), package, top_packages))
+            destination.write_text(_rewrite(source.read_text(), package, top_packages, gen_package))
             written.append(destination)
     return sorted(written)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=GEN_DIR, help="where the package goes (replaced)")
+    parser.add_argument("--out", type=Path, help="one package, written here (replaced); default: both copies")
+    parser.add_argument("--package", default=GEN_PACKAGE, help="the import name of --out's package")
     args = parser.parse_args(argv)
-    files = generate(args.out)
-    print(f"wrote {len(files)} files to {args.out}")
+    targets = {args.out: args.package} if args.out else TARGETS
+    for out, package in targets.items():
+        files = generate(out, gen_package=package)
+        print(f"wrote {len(files)} files to {out}")
     return 0
 
 
