@@ -14,8 +14,8 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
-from ..context import current
 from ..errors import ServiceError, mapping_for
+from ..observe import access_log
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,14 @@ def status_of(error: Exception, method: str) -> tuple[grpc.StatusCode, str]:
 async def abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> NoReturn:
     code, message = status_of(error, method)
     if isinstance(error, ServiceError) and error.retry_after is not None:
-        trailing = [("retry-after", f"{error.retry_after:g}")]
-        if (ctx := current.get()) is not None:  # set_trailing_metadata replaces what the edge's hooks set
-            trailing.extend(ctx.trailers)
+        # grpc-retry-pushback-ms is gRPC's own (a channel's retry policy waits that long); retry-after, in seconds,
+        # is what pixelserve clients read before it.
+        trailing = [
+            ("retry-after", f"{error.retry_after:g}"),
+            ("grpc-retry-pushback-ms", str(round(error.retry_after * 1000))),
+        ]
+        if rid := access_log.current_request_id():  # set_trailing_metadata replaces the access log's
+            trailing.append((access_log.REQUEST_ID_HEADER, rid))
         context.set_trailing_metadata(tuple(trailing))
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # abort always raises; this keeps type checkers honest
