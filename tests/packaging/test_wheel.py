@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import pixelserve
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "pixelserve", "service", "training", "proto")
 
@@ -58,12 +60,25 @@ def test_service_training_and_generated_protobuf_live_under_pixelserve(wheel_nam
     for module in (
         "pixelserve/cli.py",
         "pixelserve/modelspec.py",
-        "pixelserve/service/core.py",
+        "pixelserve/service/core/core.py",
+        "pixelserve/client/gen/pixelserve/v1/pixelserve_pb2_grpc.py",
         "pixelserve/service/grpc/gen/inference/grpc_service_pb2.py",
         "pixelserve/service/grpc/gen/pixelserve/v1/pixelserve_pb2_grpc.py",
         "pixelserve/training/recipes.py",
     ):
         assert module in wheel_names, module
+
+
+def test_the_package_says_it_is_typed_and_carries_the_one_version(wheel_names: set[str]) -> None:
+    """PEP 561's marker, the generated stubs of the client, and the version pixelserve/__init__.py writes."""
+    assert "pixelserve/py.typed" in wheel_names
+    assert "pixelserve/client/gen/pixelserve/v1/pixelserve_pb2.pyi" in wheel_names
+    assert f"pixelserve-{pixelserve.__version__}.dist-info/METADATA" in wheel_names
+
+
+def test_version_flag_prints_the_package_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "pixelserve", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"pixelserve {pixelserve.__version__}"
 
 
 def test_playground_files_ship_as_package_data(wheel_names: set[str]) -> None:
@@ -75,5 +90,5 @@ def test_a_tree_without_training_builds_a_serving_wheel(tmp_path: Path) -> None:
     """The serving image copies no training/: the package list must follow the folders that exist."""
     names = _build(_copy_sources(tmp_path / "src", without=("training",)), tmp_path / "wheel")
     assert _top_level(names) == {"pixelserve"}
-    assert "pixelserve/service/core.py" in names
+    assert "pixelserve/service/core/core.py" in names
     assert not any(n.startswith("pixelserve/training/") for n in names)
