@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,9 +108,9 @@ def _judge(
 
 async def verify_in_process(settings: VerifySettings) -> list[Check]:
     """Through a core of our own: every golden file as an encoded image through decode, batch and runtime."""
+    from ..core.core import build_core
     from ..observe.metrics import Metrics
     from ..settings import Settings
-    from ..wiring import build_core
 
     models = golden_models(settings.model_repository, settings.model)
     server = Settings(model_repository=settings.model_repository, device=settings.device, hot_reload=False,
@@ -133,27 +132,31 @@ async def verify_in_process(settings: VerifySettings) -> list[Check]:
     return checks
 
 
+def remote_addresses(settings: VerifySettings) -> list[tuple[str, str]]:
+    """(transport, client address) of each server the flags name; a bare --grpc HOST:PORT is plain gRPC."""
+    addresses = []
+    if settings.url:
+        addresses.append(("REST", settings.url))
+    if settings.grpc:
+        addresses.append(("gRPC", settings.grpc if "://" in settings.grpc else f"grpc://{settings.grpc}"))
+    return addresses
+
+
 def verify_remote(settings: VerifySettings) -> list[Check]:
-    from .verify_clients import GrpcV2, RestV2
+    """Through pixelserve.client's V2 `infer`: the raw outputs, exact over both transports."""
+    from pixelserve.client import Client, Retry
 
     key = settings.api_key.get_secret_value() if settings.api_key else None
-    clients: list[Callable[[], object]] = []
-    if settings.url:
-        clients.append(lambda: RestV2(settings.url, key, settings.timeout_s))  # type: ignore[arg-type]
-    if settings.grpc:
-        clients.append(lambda: GrpcV2(settings.grpc, key, settings.timeout_s))  # type: ignore[arg-type]
     checks = []
-    for make in clients:
-        client = make()
-        try:
+    for transport, address in remote_addresses(settings):
+        with Client(address, api_key=key, timeout=settings.timeout_s, retry=Retry(retries=2)) as client:
             for spec, data in golden_models(settings.model_repository, settings.model):
                 wanted = [o for o in OUTPUTS if spec.has_output(o)]
-                answers = [client.infer(spec.name, chunk, wanted) for chunk in _batches(data, settings.batch_size)]  # type: ignore[attr-defined]
-                version = answers[0][0]
-                outputs = _joined([a[1] for a in answers])
-                checks.append(_judge(spec, data, client.name, version, client.provider(spec.name), outputs))  # type: ignore[attr-defined]
-        finally:
-            client.close()  # type: ignore[attr-defined]
+                chunks = _batches(data, settings.batch_size)
+                answers = [client.infer(spec.name, chunk, outputs=wanted) for chunk in chunks]
+                outputs = _joined([a.outputs for a in answers])
+                provider = client.model(spec.name).provider
+                checks.append(_judge(spec, data, transport, answers[0].model.version, provider, outputs))
     return checks
 
 

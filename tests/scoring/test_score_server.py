@@ -1,4 +1,5 @@
-"""`pixelserve score --server`: the same rows from a real server over gRPC, with retries when it pushes back."""
+"""`pixelserve score --server`: the same rows from a real server over gRPC (through pixelserve.client), with retries
+when it pushes back."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pixelserve.client import Retry
+from pixelserve.service.core.core import build_core
 from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.errors import PayloadTooLarge
-from pixelserve.service.grpc.client import TaskClient
 from pixelserve.service.scoring.cli import EXIT_SOME_INPUTS_FAILED
-from pixelserve.service.wiring import build_core
+from pixelserve.service.scoring.engine_server import RemoteRunner
 from tests.scoring.conftest import read_rows, score
 from tests.scoring.test_score_errors import write_mixed_folder
 from tests.service.grpc_support import grpc_server
@@ -60,7 +62,7 @@ async def test_client_retries_a_full_queue_until_every_request_is_answered(setti
     )
     try:
         async with grpc_server(core, settings, metrics) as address:
-            client = TaskClient(address, concurrency=12, backoff_s=0.01, max_backoff_s=0.05, retries=200)
+            client = RemoteRunner(address, concurrency=12, retry=Retry(retries=200, backoff_s=0.01, max_backoff_s=0.05))
             try:
                 results = await asyncio.gather(
                     *(client.classify(ModelRef(CLASSIFIER), ImageInputs(tensor=images), top_k=1) for _ in range(12))
@@ -81,7 +83,7 @@ async def test_client_does_not_retry_a_message_over_the_servers_size_limit(setti
     core = await build_core(settings, metrics)
     try:
         async with grpc_server(core, settings, metrics, max_grpc_message_bytes=limit) as address:
-            client = TaskClient(address, backoff_s=0.5, retries=8)
+            client = RemoteRunner(address, retry=Retry(retries=8, backoff_s=0.5))
             try:
                 with pytest.raises(PayloadTooLarge, match="RESOURCE_EXHAUSTED"):
                     await client.classify(ModelRef(CLASSIFIER), ImageInputs(tensor=images))
