@@ -14,8 +14,8 @@ from typing import NoReturn, TypeVar
 
 import grpc
 
+from ..context import current
 from ..errors import ServiceError, mapping_for
-from ..observe import access_log
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ async def abort(context: grpc.aio.ServicerContext, error: Exception, method: str
             ("retry-after", f"{error.retry_after:g}"),
             ("grpc-retry-pushback-ms", str(round(error.retry_after * 1000))),
         ]
-        if rid := access_log.current_request_id():  # set_trailing_metadata replaces the access log's
-            trailing.append((access_log.REQUEST_ID_HEADER, rid))
+        if (ctx := current.get()) is not None:  # set_trailing_metadata replaces what the edge's hooks set
+            trailing.extend(ctx.trailers)
         context.set_trailing_metadata(tuple(trailing))
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # abort always raises; this keeps type checkers honest

@@ -108,9 +108,9 @@ def _judge(
 
 async def verify_in_process(settings: VerifySettings) -> list[Check]:
     """Through a core of our own: every golden file as an encoded image through decode, batch and runtime."""
-    from ..core.core import build_core
     from ..observe.metrics import Metrics
     from ..settings import Settings
+    from ..wiring import build_core
 
     models = golden_models(settings.model_repository, settings.model)
     server = Settings(model_repository=settings.model_repository, device=settings.device, hot_reload=False,

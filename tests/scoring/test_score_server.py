@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from pixelserve.client import Retry
-from pixelserve.service.core.core import build_core
 from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.errors import PayloadTooLarge
 from pixelserve.service.scoring.cli import EXIT_SOME_INPUTS_FAILED
 from pixelserve.service.scoring.engine_server import RemoteRunner
+from pixelserve.service.wiring import build_core
 from tests.scoring.conftest import read_rows, score
 from tests.scoring.test_score_errors import write_mixed_folder
 from tests.service.grpc_support import grpc_server
