@@ -44,9 +44,18 @@ POOL holds every descriptor generated here, apart from protobuf's default pool (
 """
 
 from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 
 GENERATOR_VERSION = "{version}"
 POOL = descriptor_pool.DescriptorPool()
+
+
+def require(file: FileDescriptor) -> None:
+    """A file of protobuf's own (google/protobuf/struct.proto) that a generated one imports: into POOL, once."""
+    try:
+        POOL.FindFileByName(file.name)
+    except KeyError:
+        POOL.AddSerializedFile(file.serialized_pb)
 '''
 
 
@@ -80,6 +89,12 @@ def _rewrite(text: str, module_package: tuple[str, ...], top_packages: set[str],
     if "_descriptor_pool.Default()" in text:
         pool_import = f"from {'.' * (len(module_package) + 1)} import POOL as _POOL\n"
         text = text.replace("_descriptor_pool.Default()", "_POOL")
+        # protobuf's own files a proto imports (well-known types) go into the private pool before it.
+        own = re.findall(r"^from google\.protobuf import \w+_pb2 as (\w+)$", text, flags=re.MULTILINE)
+        if own:
+            pool_import = pool_import.replace("_POOL\n", "_POOL, require as _require\n")
+            required = "".join(f"_require({alias}.DESCRIPTOR)\n" for alias in own)
+            text = text.replace("\nDESCRIPTOR = _POOL.", f"\n{required}DESCRIPTOR = _POOL.", 1)
         marker = "# @@protoc_insertion_point(imports)\n"
         text = text.replace(marker, pool_import + marker)
     return text

@@ -1,26 +1,23 @@
-"""pixelserve.v1 messages <-> the core's plain types and numpy arrays; no protobuf travels past this module."""
+"""pixelserve.v1 messages <-> the task API's plain values (protocol/tasks.py) and numpy arrays; no protobuf travels
+past this module, and nothing here decides what a request means or what an answer holds: the messages are built
+from the task API's answers field for field, so gRPC answers what REST answers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
+from google.protobuf import json_format
 
-from ..core import images
-from ..core.images import encode_png
-from ..core.types import (
-    Classification,
-    Encoding,
-    ImageInputs,
-    ModelInfo,
-    ModelRef,
-    ModelStatus,
-    Reconstruction,
-    TaskResult,
-)
+from ..core.types import ImageInputs, ModelRef
 from ..errors import InvalidInput
+from ..protocol import tasks
+from ..protocol.tasks import Answer
 from ..protocol.v2.tensors import MAX_RANK, element_count
 from .gen.pixelserve.v1 import pixelserve_pb2 as pb
+
+T = TypeVar("T")
 
 _DTYPES: dict[int, np.dtype] = {
     pb.Tensor.DATA_TYPE_UINT8: np.dtype(np.uint8),
@@ -30,8 +27,8 @@ _TENSOR_TYPES = {dtype: code for code, dtype in _DTYPES.items()}
 
 
 def model_ref(name: str, version: int) -> ModelRef:
-    """Version 0 (the proto3 default) lets the repository's policy choose."""
-    return ModelRef(name=name, version=version or None)
+    """The task API's reference; version 0 (proto3's unset) lets the repository's policy choose."""
+    return tasks.model_ref(name, tasks.unset(version))
 
 
 def array_from_tensor(tensor: pb.Tensor) -> np.ndarray:
@@ -59,13 +56,13 @@ def tensor_from_array(array: np.ndarray) -> pb.Tensor:
 
 
 def image_inputs(batch: pb.ImageBatch) -> ImageInputs:
-    """`images` (all encoded or all single-image tensors) or one `batch` tensor, never both."""
-    resize, normalize = images.choices(batch.resize, batch.normalize)
-    options = {"resize": resize, "normalize": normalize, "echo": batch.return_input}
+    """`images` (all encoded or all single-image tensors) or one `batch` tensor, never both; the options (resize,
+    normalize, return_input) as the task API checks them."""
+    options = tasks.options(resize=batch.resize, normalize=batch.normalize, return_input=batch.return_input)
     if batch.HasField("batch"):
         if batch.images:
             raise InvalidInput("send either images or a batch tensor, not both")
-        return ImageInputs(tensor=array_from_tensor(batch.batch), **options)
+        return options.inputs(tensor=array_from_tensor(batch.batch))
     kinds = {image.WhichOneof("source") for image in batch.images}
     if None in kinds:
         raise InvalidInput("every image needs encoded bytes or a tensor")
@@ -73,103 +70,60 @@ def image_inputs(batch: pb.ImageBatch) -> ImageInputs:
         arrays = [array_from_tensor(image.tensor) for image in batch.images]
         if len({a.shape for a in arrays}) != 1 or len({a.dtype for a in arrays}) != 1:
             raise InvalidInput("image tensors in one request must share shape and dtype")
-        return ImageInputs(tensor=np.stack(arrays), **options)
+        return options.inputs(tensor=np.stack(arrays))
     if len(kinds) > 1:
         raise InvalidInput("images must be all encoded or all tensors, not mixed")
-    return ImageInputs(encoded=[image.encoded for image in batch.images], **options)
+    return options.inputs(encoded=[image.encoded for image in batch.images])
 
 
-def prepared(result: TaskResult) -> pb.Prepared | None:
-    """What the request's encoded images got (None for tensors), with the PNGs of the inputs when asked."""
-    if result.applied is None:
-        return None
-    inputs = [encode_png(x) for x in result.inputs] if result.inputs is not None else []
-    return pb.Prepared(resize=result.applied.resize, normalize=result.applied.normalize, inputs=inputs)
+def _field(value: Any) -> Any:
+    """A value of an answer as its field takes it: float arrays as `Tensor`s, the rest as they are."""
+    return tensor_from_array(value) if isinstance(value, np.ndarray) else value
 
 
-def served_by(result: TaskResult) -> pb.ServedBy:
-    return pb.ServedBy(name=result.model.name, version=result.model.version)
+def classify_response(answer: Answer, request_id: str = "") -> pb.ClassifyResponse:
+    return pb.ClassifyResponse(**answer, request_id=request_id)
 
 
-def classify_response(result: TaskResult[Classification], request_id: str = "") -> pb.ClassifyResponse:
-    return pb.ClassifyResponse(
-        model=served_by(result),
-        request_id=request_id,
-        prepared=prepared(result),
-        results=[
-            pb.Classification(
-                top=[pb.LabelScore(index=s.index, label=s.label, probability=s.probability) for s in item.top],
-                ood_score=item.ood_score,
-                ood_threshold=item.ood_threshold,
-                is_ood=item.is_ood,
-                anomaly_score=item.anomaly_score,
-            )
-            for item in result.items
-        ],
-    )
+def _reconstruction(item: dict[str, Any]) -> pb.Reconstruction:
+    """The answer's `image` is the message's `png` (so named before the task API had a REST side)."""
+    return pb.Reconstruction(png=item["image"], **{k: _field(v) for k, v in item.items() if k != "image"})
 
 
-def reconstructions(items: Sequence[Reconstruction], return_tensor: bool) -> list[pb.Reconstruction]:
-    return [
-        pb.Reconstruction(
-            png=encode_png(item.image),
-            error=item.error,
-            threshold=item.threshold,
-            is_anomaly=item.is_anomaly,
-            tensor=tensor_from_array(item.image.astype(np.float32, copy=False)) if return_tensor else None,
-            anomaly_score=item.anomaly_score,
-            anomaly_map=None if item.anomaly_map is None else tensor_from_array(item.anomaly_map.astype(np.float32)),
-        )
-        for item in items
-    ]
+def images_response(answer: Answer, build: Callable[..., T]) -> T:
+    """A denoise or reconstruct answer as its response message (`build`: DenoiseResponse or ReconstructResponse)."""
+    return build(model=answer["model"], results=[_reconstruction(r) for r in answer["results"]],
+                 prepared=answer["prepared"])  # fmt: skip
 
 
-def encode_response(result: TaskResult[Encoding]) -> pb.EncodeResponse:
-    return pb.EncodeResponse(
-        model=served_by(result),
-        prepared=prepared(result),
-        results=[pb.Embedding(latent=item.latent.astype(np.float32).ravel().tolist()) for item in result.items],
-    )
+def encode_response(answer: Answer) -> pb.EncodeResponse:
+    return pb.EncodeResponse(**answer)
 
 
-def list_models_response(statuses: Sequence[ModelStatus]) -> pb.ListModelsResponse:
-    return pb.ListModelsResponse(
-        models=[pb.ModelVersionStatus(name=s.name, version=s.version, state=s.state, reason=s.reason) for s in statuses]
-    )
+def list_models_response(index: Answer) -> pb.ListModelsResponse:
+    """The index as REST answers it (`index`), and its versions flat (`models`) for clients that read those."""
+    flat = [{"name": model["name"], **version} for model in index["models"] for version in model["versions"]]
+    return pb.ListModelsResponse(index=index, models=flat)
 
 
-def model_metadata(info: ModelInfo) -> pb.ModelMetadata:
-    spec = info.spec
-    pre = spec.preprocessing
-    message = pb.ModelMetadata(
-        name=spec.name,
-        version=spec.version,
-        versions=info.versions,
-        task=spec.task,
-        state=info.state,
-        provider=info.provider,
-        description=spec.description,
-        inputs=[pb.TensorInfo(name=t.name, dtype=t.dtype, shape=t.shape) for t in spec.inputs],
-        outputs=[pb.TensorInfo(name=t.name, dtype=t.dtype, shape=t.shape) for t in spec.outputs],
-        preprocessing=pb.Preprocessing(
-            color_mode=pre.color_mode, height=pre.height, width=pre.width, resize=pre.resize, normalize=pre.normalize
-        ),
-        labels=spec.labels or [],
-        ood_model=spec.pairing.ood_model if spec.pairing else "",
-        parameters=spec.parameters or 0,
-        created_at=spec.created_at or "",
-    )
-    if spec.quality is not None:
-        q = spec.quality
-        message.quality.CopyFrom(pb.Quality(dataset=q.dataset, split=q.split, samples=q.samples, metrics=q.metrics))
-    if spec.anomaly is not None:
-        a = spec.anomaly
-        message.anomaly.CopyFrom(
-            pb.AnomalyThreshold(
-                metric=a.metric,
-                percentile=a.percentile,
-                value=a.value,
-                false_positive_rate=a.false_positive_rate,
-            )
-        )
-    return message
+_PREPROCESSING = ("color_mode", "height", "width", "resize", "normalize")
+_ANOMALY = ("metric", "percentile", "value", "false_positive_rate")
+
+
+def model_metadata(metadata: Answer) -> pb.ModelMetadata:
+    """The task API's metadata parsed into the message (`spec` is model.json whole, as a Struct), plus the typed
+    fields older clients read, each a copy of its place in `spec`."""
+    spec = metadata["spec"]
+    anomaly, pairing = spec.get("anomaly"), spec.get("pairing")
+    typed = {
+        "description": spec["description"],
+        "inputs": spec["inputs"],
+        "outputs": spec["outputs"],
+        "preprocessing": {key: spec["preprocessing"][key] for key in _PREPROCESSING},
+        "labels": spec.get("labels") or [],
+        "anomaly": None if anomaly is None else {key: anomaly[key] for key in _ANOMALY},
+        "ood_model": pairing["ood_model"] if pairing else "",
+        "parameters": spec.get("parameters") or 0,
+        "created_at": spec.get("created_at") or "",
+    }
+    return json_format.ParseDict({**metadata, **typed}, pb.ModelMetadata())

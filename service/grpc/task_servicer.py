@@ -1,4 +1,7 @@
-"""pixelserve.v1.PixelServe: our task API, a thin translation onto the Core."""
+"""pixelserve.v1.PixelServe: our task API, a thin translation onto the Core.
+
+What a request means and what an answer holds are the task API's (protocol/tasks.py), as for REST; this module
+reads the messages into it and writes its answers back (converters)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ from typing import TypeVar
 
 import grpc
 
-from ..core.types import Core, ImageInputs, TaskName
+from ..core.types import Core, ImageInputs, Reconstruction, TaskName, TaskResult
 from ..observe.metrics import Metrics
+from ..protocol import tasks
 from ..settings import Settings
 from . import converters
 from .gen.pixelserve.v1 import pixelserve_pb2 as pb
@@ -17,6 +21,11 @@ from .status import guarded, ordered_map, status_of
 from .wire import received_bytes
 
 T = TypeVar("T")
+
+
+def _images_message(result: TaskResult[Reconstruction], tensors: bool, build: Callable[..., T]) -> T:
+    """The answer and its message in one go, both off the loop for a big batch (PNGs, tensor copies)."""
+    return converters.images_response(tasks.reconstruction(result, tensors), build)
 
 
 class TaskServicer(pb_grpc.PixelServeServicer):
@@ -33,8 +42,9 @@ class TaskServicer(pb_grpc.PixelServeServicer):
         with self.core.request("classify", request.model, "grpc"):
             ref = converters.model_ref(request.model, request.version)
             inputs = await self._inputs(request.inputs)
-            result = await self.core.classify(ref, inputs, top_k=request.top_k or None)
-        return converters.classify_response(result, request.request_id)
+            result = await self.core.classify(ref, inputs, top_k=tasks.parse_top_k(tasks.unset(request.top_k)))
+        answer = await self.core.offload.sized(tasks.answer_work(result), tasks.classification, result)
+        return converters.classify_response(answer, request.request_id)
 
     @guarded
     async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
@@ -62,9 +72,8 @@ class TaskServicer(pb_grpc.PixelServeServicer):
         with self.core.request(task, request.model, "grpc"):
             ref = converters.model_ref(request.model, request.version)
             result = await run(ref, await self._inputs(request.inputs))
-        size = sum(item.image.nbytes for item in result.items)
-        items = await self.core.offload.sized(size, converters.reconstructions, result.items, request.return_tensor)
-        return build(model=converters.served_by(result), results=items, prepared=converters.prepared(result))
+        work = tasks.answer_work(result)
+        return await self.core.offload.sized(work, _images_message, result, request.return_tensor, build)
 
     @guarded
     async def Denoise(self, request: pb.DenoiseRequest, context: grpc.aio.ServicerContext) -> pb.DenoiseResponse:
@@ -81,14 +90,16 @@ class TaskServicer(pb_grpc.PixelServeServicer):
         with self.core.request("encode", request.model, "grpc"):
             ref = converters.model_ref(request.model, request.version)
             result = await self.core.encode(ref, await self._inputs(request.inputs))
-        return converters.encode_response(result)
+        answer = await self.core.offload.sized(tasks.answer_work(result), tasks.encoding, result)
+        return converters.encode_response(answer)
 
     @guarded
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        return converters.list_models_response(self.core.index())
+        return converters.list_models_response(tasks.model_index(self.core))
 
     @guarded
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.ModelMetadata:
-        return converters.model_metadata(self.core.model_info(converters.model_ref(request.model, request.version)))
+        info = self.core.model_info(converters.model_ref(request.model, request.version))
+        return converters.model_metadata(tasks.model_metadata(info))

@@ -17,15 +17,17 @@ _runtime_version.ValidateProtobufRuntimeVersion(
     '',
     'pixelserve/v1/pixelserve.proto'
 )
-from ... import POOL as _POOL
+from ... import POOL as _POOL, require as _require
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1epixelserve/v1/pixelserve.proto\x12\rpixelserve.v1\"\xa7\x01\n\x06Tensor\x12-\n\x05\x64type\x18\x01 \x01(\x0e\x32\x1e.pixelserve.v1.Tensor.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"Q\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x01\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT32\x10\x02\"M\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12\'\n\x06tensor\x18\x02 \x01(\x0b\x32\x15.pixelserve.v1.TensorH\x00\x42\x08\n\x06source\"\x91\x01\n\nImageBatch\x12$\n\x06images\x18\x01 \x03(\x0b\x32\x14.pixelserve.v1.Image\x12$\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x15.pixelserve.v1.Tensor\x12\x0e\n\x06resize\x18\x03 \x01(\t\x12\x11\n\tnormalize\x18\x04 \x01(\t\x12\x14\n\x0creturn_input\x18\x05 \x01(\x08\"=\n\x08Prepared\x12\x0e\n\x06resize\x18\x01 \x01(\t\x12\x11\n\tnormalize\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x03(\x0c\")\n\x08ServedBy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x7f\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12)\n\x06inputs\x18\x03 \x01(\x0b\x32\x19.pixelserve.v1.ImageBatch\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"?\n\nLabelScore\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"\xda\x01\n\x0e\x43lassification\x12&\n\x03top\x18\x01 \x03(\x0b\x32\x19.pixelserve.v1.LabelScore\x12\x16\n\tood_score\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x1a\n\rood_threshold\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x13\n\x06is_ood\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x1a\n\ranomaly_score\x18\x05 \x01(\x02H\x03\x88\x01\x01\x42\x0c\n\n_ood_scoreB\x10\n\x0e_ood_thresholdB\t\n\x07_is_oodB\x10\n\x0e_anomaly_score\"\xcf\x01\n\x10\x43lassifyResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.pixelserve.v1.ServedBy\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.pixelserve.v1.Classification\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12$\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.pixelserve.v1.Status\x12)\n\x08prepared\x18\x05 \x01(\x0b\x32\x17.pixelserve.v1.Prepared\"r\n\x0e\x44\x65noiseRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12)\n\x06inputs\x18\x03 \x01(\x0b\x32\x19.pixelserve.v1.ImageBatch\x12\x15\n\rreturn_tensor\x18\x04 \x01(\x08\"v\n\x12ReconstructRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12)\n\x06inputs\x18\x03 \x01(\x0b\x32\x19.pixelserve.v1.ImageBatch\x12\x15\n\rreturn_tensor\x18\x04 \x01(\x08\"\xfb\x01\n\x0eReconstruction\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\r\n\x05\x65rror\x18\x02 \x01(\x02\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x17\n\nis_anomaly\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12%\n\x06tensor\x18\x05 \x01(\x0b\x32\x15.pixelserve.v1.Tensor\x12\x1a\n\ranomaly_score\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12*\n\x0b\x61nomaly_map\x18\x07 \x01(\x0b\x32\x15.pixelserve.v1.TensorB\x0c\n\n_thresholdB\r\n\x0b_is_anomalyB\x10\n\x0e_anomaly_score\"\x94\x01\n\x0f\x44\x65noiseResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.pixelserve.v1.ServedBy\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.pixelserve.v1.Reconstruction\x12)\n\x08prepared\x18\x03 \x01(\x0b\x32\x17.pixelserve.v1.Prepared\"\x98\x01\n\x13ReconstructResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.pixelserve.v1.ServedBy\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.pixelserve.v1.Reconstruction\x12)\n\x08prepared\x18\x03 \x01(\x0b\x32\x17.pixelserve.v1.Prepared\"Z\n\rEncodeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12)\n\x06inputs\x18\x03 \x01(\x0b\x32\x19.pixelserve.v1.ImageBatch\"\x1b\n\tEmbedding\x12\x0e\n\x06latent\x18\x01 \x03(\x02\"\x8e\x01\n\x0e\x45ncodeResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.pixelserve.v1.ServedBy\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.pixelserve.v1.Embedding\x12)\n\x08prepared\x18\x03 \x01(\x0b\x32\x17.pixelserve.v1.Prepared\"\x13\n\x11ListModelsRequest\"R\n\x12ModelVersionStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"G\n\x12ListModelsResponse\x12\x31\n\x06models\x18\x01 \x03(\x0b\x32!.pixelserve.v1.ModelVersionStatus\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"8\n\nTensorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"e\n\rPreprocessing\x12\x12\n\ncolor_mode\x18\x01 \x01(\t\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06resize\x18\x04 \x01(\t\x12\x11\n\tnormalize\x18\x05 \x01(\t\"\xa0\x01\n\x07Quality\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05split\x18\x02 \x01(\t\x12\x0f\n\x07samples\x18\x03 \x01(\r\x12\x34\n\x07metrics\x18\x04 \x03(\x0b\x32#.pixelserve.v1.Quality.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"b\n\x10\x41nomalyThreshold\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x12\n\npercentile\x18\x02 \x01(\x01\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x1b\n\x13\x66\x61lse_positive_rate\x18\x04 \x01(\x01\"\xb6\x03\n\rModelMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x10\n\x08versions\x18\x03 \x03(\r\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12)\n\x06inputs\x18\x08 \x03(\x0b\x32\x19.pixelserve.v1.TensorInfo\x12*\n\x07outputs\x18\t \x03(\x0b\x32\x19.pixelserve.v1.TensorInfo\x12\x33\n\rpreprocessing\x18\n \x01(\x0b\x32\x1c.pixelserve.v1.Preprocessing\x12\x0e\n\x06labels\x18\x0b \x03(\t\x12\'\n\x07quality\x18\x0c \x01(\x0b\x32\x16.pixelserve.v1.Quality\x12\x30\n\x07\x61nomaly\x18\r \x01(\x0b\x32\x1f.pixelserve.v1.AnomalyThreshold\x12\x11\n\tood_model\x18\x0e \x01(\t\x12\x12\n\nparameters\x18\x0f \x01(\x04\x12\x12\n\ncreated_at\x18\x10 \x01(\t2\xb4\x04\n\nPixelServe\x12K\n\x08\x43lassify\x12\x1e.pixelserve.v1.ClassifyRequest\x1a\x1f.pixelserve.v1.ClassifyResponse\x12U\n\x0e\x43lassifyStream\x12\x1e.pixelserve.v1.ClassifyRequest\x1a\x1f.pixelserve.v1.ClassifyResponse(\x01\x30\x01\x12H\n\x07\x44\x65noise\x12\x1d.pixelserve.v1.DenoiseRequest\x1a\x1e.pixelserve.v1.DenoiseResponse\x12T\n\x0bReconstruct\x12!.pixelserve.v1.ReconstructRequest\x1a\".pixelserve.v1.ReconstructResponse\x12\x45\n\x06\x45ncode\x12\x1c.pixelserve.v1.EncodeRequest\x1a\x1d.pixelserve.v1.EncodeResponse\x12Q\n\nListModels\x12 .pixelserve.v1.ListModelsRequest\x1a!.pixelserve.v1.ListModelsResponse\x12H\n\x08GetModel\x12\x1e.pixelserve.v1.GetModelRequest\x1a\x1c.pixelserve.v1.ModelMetadatab\x06proto3')
+_require(google_dot_protobuf_dot_struct__pb2.DESCRIPTOR)
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1epixelserve/v1/pixelserve.proto\x12\rpixelserve.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa7\x01\n\x06Tensor\x12-\n\x05\x64type\x18\x01 \x01(\x0e\x32\x1e.pixelserve.v1.Tensor.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"Q\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x01\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT32\x10\x02\"M\n\x05Image\x12\x11\n\x07\x65ncoded\x18\x01 \x01(\x0cH\x00\x12\'\n\x06tensor\x18\x02 \x01(\x0b\x32\x15.pixelserve.v1.TensorH\x00\x42\x08\n\x06source\"\x91\x01\n\nImageBatch\x12$\n\x06images\x18\x01 \x03(\x0b\x32\x14.pixelserve.v1.Image\x12$\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x15.pixelserve.v1.Tensor\x12\x0e\n\x06resize\x18\x03 \x01(\t\x12\x11\n\tnormalize\x18\x04 \x01(\t\x12\x14\n\x0creturn_input\x18\x05 \x01(\x08\"=\n\x08Prepared\x12\x0e\n\x06resize\x18\x01 \x01(\t\x12\x11\n\tnormalize\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x03(\x0c\")\n\x08ServedBy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"\'\n\x06Status\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x7f\n\x0f\x43lassifyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12)\n\x06inputs\x18\x03 \x01(\x0b\x32\x19.pixelserve.v1.ImageBatch\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"?\n\nLabelScore\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"\xda\x01\n\x0e\x43lassification\x12&\n\x03top\x18\x01 \x03(\x0b\x32\x19.pixelserve.v1.LabelScore\x12\x16\n\tood_score\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x1a\n\rood_threshold\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x13\n\x06is_ood\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x1a\n\ranomaly_score\x18\x05 \x01(\x02H\x03\x88\x01\x01\x42\x0c\n\n_ood_scoreB\x10\n\x0e_ood_thresholdB\t\n\x07_is_oodB\x10\n\x0e_anomaly_score\"\xcf\x01\n\x10\x43lassifyResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.pixelserve.v1.ServedBy\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.pixelserve.v1.Classification\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12$\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.pixelserve.v1.Status\x12)\n\x08prepared\x18\x05 \x01(\x0b\x32\x17.pixelserve.v1.Prepared\"r\n\x0e\x44\x65noiseRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12)\n\x06inputs\x18\x03 \x01(\x0b\x32\x19.pixelserve.v1.ImageBatch\x12\x15\n\rreturn_tensor\x18\x04 \x01(\x08\"v\n\x12ReconstructRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12)\n\x06inputs\x18\x03 \x01(\x0b\x32\x19.pixelserve.v1.ImageBatch\x12\x15\n\rreturn_tensor\x18\x04 \x01(\x08\"\xfb\x01\n\x0eReconstruction\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\r\n\x05\x65rror\x18\x02 \x01(\x02\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x17\n\nis_anomaly\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12%\n\x06tensor\x18\x05 \x01(\x0b\x32\x15.pixelserve.v1.Tensor\x12\x1a\n\ranomaly_score\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12*\n\x0b\x61nomaly_map\x18\x07 \x01(\x0b\x32\x15.pixelserve.v1.TensorB\x0c\n\n_thresholdB\r\n\x0b_is_anomalyB\x10\n\x0e_anomaly_score\"\x94\x01\n\x0f\x44\x65noiseResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.pixelserve.v1.ServedBy\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.pixelserve.v1.Reconstruction\x12)\n\x08prepared\x18\x03 \x01(\x0b\x32\x17.pixelserve.v1.Prepared\"\x98\x01\n\x13ReconstructResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.pixelserve.v1.ServedBy\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.pixelserve.v1.Reconstruction\x12)\n\x08prepared\x18\x03 \x01(\x0b\x32\x17.pixelserve.v1.Prepared\"Z\n\rEncodeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12)\n\x06inputs\x18\x03 \x01(\x0b\x32\x19.pixelserve.v1.ImageBatch\"\x1b\n\tEmbedding\x12\x0e\n\x06latent\x18\x01 \x03(\x02\"\x8e\x01\n\x0e\x45ncodeResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.pixelserve.v1.ServedBy\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.pixelserve.v1.Embedding\x12)\n\x08prepared\x18\x03 \x01(\x0b\x32\x17.pixelserve.v1.Prepared\"\x13\n\x11ListModelsRequest\"R\n\x12ModelVersionStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"q\n\x12ListModelsResponse\x12\x31\n\x06models\x18\x01 \x03(\x0b\x32!.pixelserve.v1.ModelVersionStatus\x12(\n\x05index\x18\x02 \x01(\x0b\x32\x19.pixelserve.v1.ModelIndex\"?\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x9e\x01\n\x0fModelIndexEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x04task\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08provider\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\r\n\x05state\x18\x04 \x01(\t\x12.\n\x08versions\x18\x05 \x03(\x0b\x32\x1c.pixelserve.v1.VersionStatusB\x07\n\x05_taskB\x0b\n\t_provider\"<\n\nModelIndex\x12.\n\x06models\x18\x01 \x03(\x0b\x32\x1e.pixelserve.v1.ModelIndexEntry\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"8\n\nTensorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"e\n\rPreprocessing\x12\x12\n\ncolor_mode\x18\x01 \x01(\t\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06resize\x18\x04 \x01(\t\x12\x11\n\tnormalize\x18\x05 \x01(\t\"\x91\x03\n\x07Quality\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05split\x18\x02 \x01(\t\x12\x0f\n\x07samples\x18\x03 \x01(\r\x12\x34\n\x07metrics\x18\x04 \x03(\x0b\x32#.pixelserve.v1.Quality.MetricsEntry\x12\x37\n\tper_class\x18\x05 \x03(\x0b\x32$.pixelserve.v1.Quality.PerClassEntry\x12\x36\n\x08variants\x18\x06 \x03(\x0b\x32$.pixelserve.v1.Quality.VariantsEntry\x12\x12\n\x05notes\x18\x07 \x01(\tH\x00\x88\x01\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rPerClassEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a/\n\rVariantsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x08\n\x06_notes\"b\n\x10\x41nomalyThreshold\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x12\n\npercentile\x18\x02 \x01(\x01\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x1b\n\x13\x66\x61lse_positive_rate\x18\x04 \x01(\x01\"\xdd\x03\n\rModelMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x10\n\x08versions\x18\x03 \x03(\r\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12)\n\x06inputs\x18\x08 \x03(\x0b\x32\x19.pixelserve.v1.TensorInfo\x12*\n\x07outputs\x18\t \x03(\x0b\x32\x19.pixelserve.v1.TensorInfo\x12\x33\n\rpreprocessing\x18\n \x01(\x0b\x32\x1c.pixelserve.v1.Preprocessing\x12\x0e\n\x06labels\x18\x0b \x03(\t\x12\'\n\x07quality\x18\x0c \x01(\x0b\x32\x16.pixelserve.v1.Quality\x12\x30\n\x07\x61nomaly\x18\r \x01(\x0b\x32\x1f.pixelserve.v1.AnomalyThreshold\x12\x11\n\tood_model\x18\x0e \x01(\t\x12\x12\n\nparameters\x18\x0f \x01(\x04\x12\x12\n\ncreated_at\x18\x10 \x01(\t\x12%\n\x04spec\x18\x11 \x01(\x0b\x32\x17.google.protobuf.Struct2\xb4\x04\n\nPixelServe\x12K\n\x08\x43lassify\x12\x1e.pixelserve.v1.ClassifyRequest\x1a\x1f.pixelserve.v1.ClassifyResponse\x12U\n\x0e\x43lassifyStream\x12\x1e.pixelserve.v1.ClassifyRequest\x1a\x1f.pixelserve.v1.ClassifyResponse(\x01\x30\x01\x12H\n\x07\x44\x65noise\x12\x1d.pixelserve.v1.DenoiseRequest\x1a\x1e.pixelserve.v1.DenoiseResponse\x12T\n\x0bReconstruct\x12!.pixelserve.v1.ReconstructRequest\x1a\".pixelserve.v1.ReconstructResponse\x12\x45\n\x06\x45ncode\x12\x1c.pixelserve.v1.EncodeRequest\x1a\x1d.pixelserve.v1.EncodeResponse\x12Q\n\nListModels\x12 .pixelserve.v1.ListModelsRequest\x1a!.pixelserve.v1.ListModelsResponse\x12H\n\x08GetModel\x12\x1e.pixelserve.v1.GetModelRequest\x1a\x1c.pixelserve.v1.ModelMetadatab\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,64 +36,78 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUALITY_METRICSENTRY']._loaded_options = None
   _globals['_QUALITY_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_TENSOR']._serialized_start=50
-  _globals['_TENSOR']._serialized_end=217
-  _globals['_TENSOR_DATATYPE']._serialized_start=136
-  _globals['_TENSOR_DATATYPE']._serialized_end=217
-  _globals['_IMAGE']._serialized_start=219
-  _globals['_IMAGE']._serialized_end=296
-  _globals['_IMAGEBATCH']._serialized_start=299
-  _globals['_IMAGEBATCH']._serialized_end=444
-  _globals['_PREPARED']._serialized_start=446
-  _globals['_PREPARED']._serialized_end=507
-  _globals['_SERVEDBY']._serialized_start=509
-  _globals['_SERVEDBY']._serialized_end=550
-  _globals['_STATUS']._serialized_start=552
-  _globals['_STATUS']._serialized_end=591
-  _globals['_CLASSIFYREQUEST']._serialized_start=593
-  _globals['_CLASSIFYREQUEST']._serialized_end=720
-  _globals['_LABELSCORE']._serialized_start=722
-  _globals['_LABELSCORE']._serialized_end=785
-  _globals['_CLASSIFICATION']._serialized_start=788
-  _globals['_CLASSIFICATION']._serialized_end=1006
-  _globals['_CLASSIFYRESPONSE']._serialized_start=1009
-  _globals['_CLASSIFYRESPONSE']._serialized_end=1216
-  _globals['_DENOISEREQUEST']._serialized_start=1218
-  _globals['_DENOISEREQUEST']._serialized_end=1332
-  _globals['_RECONSTRUCTREQUEST']._serialized_start=1334
-  _globals['_RECONSTRUCTREQUEST']._serialized_end=1452
-  _globals['_RECONSTRUCTION']._serialized_start=1455
-  _globals['_RECONSTRUCTION']._serialized_end=1706
-  _globals['_DENOISERESPONSE']._serialized_start=1709
-  _globals['_DENOISERESPONSE']._serialized_end=1857
-  _globals['_RECONSTRUCTRESPONSE']._serialized_start=1860
-  _globals['_RECONSTRUCTRESPONSE']._serialized_end=2012
-  _globals['_ENCODEREQUEST']._serialized_start=2014
-  _globals['_ENCODEREQUEST']._serialized_end=2104
-  _globals['_EMBEDDING']._serialized_start=2106
-  _globals['_EMBEDDING']._serialized_end=2133
-  _globals['_ENCODERESPONSE']._serialized_start=2136
-  _globals['_ENCODERESPONSE']._serialized_end=2278
-  _globals['_LISTMODELSREQUEST']._serialized_start=2280
-  _globals['_LISTMODELSREQUEST']._serialized_end=2299
-  _globals['_MODELVERSIONSTATUS']._serialized_start=2301
-  _globals['_MODELVERSIONSTATUS']._serialized_end=2383
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2385
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2456
-  _globals['_GETMODELREQUEST']._serialized_start=2458
-  _globals['_GETMODELREQUEST']._serialized_end=2507
-  _globals['_TENSORINFO']._serialized_start=2509
-  _globals['_TENSORINFO']._serialized_end=2565
-  _globals['_PREPROCESSING']._serialized_start=2567
-  _globals['_PREPROCESSING']._serialized_end=2668
-  _globals['_QUALITY']._serialized_start=2671
-  _globals['_QUALITY']._serialized_end=2831
-  _globals['_QUALITY_METRICSENTRY']._serialized_start=2785
-  _globals['_QUALITY_METRICSENTRY']._serialized_end=2831
-  _globals['_ANOMALYTHRESHOLD']._serialized_start=2833
-  _globals['_ANOMALYTHRESHOLD']._serialized_end=2931
-  _globals['_MODELMETADATA']._serialized_start=2934
-  _globals['_MODELMETADATA']._serialized_end=3372
-  _globals['_PIXELSERVE']._serialized_start=3375
-  _globals['_PIXELSERVE']._serialized_end=3939
+  _globals['_QUALITY_PERCLASSENTRY']._loaded_options = None
+  _globals['_QUALITY_PERCLASSENTRY']._serialized_options = b'8\001'
+  _globals['_QUALITY_VARIANTSENTRY']._loaded_options = None
+  _globals['_QUALITY_VARIANTSENTRY']._serialized_options = b'8\001'
+  _globals['_TENSOR']._serialized_start=80
+  _globals['_TENSOR']._serialized_end=247
+  _globals['_TENSOR_DATATYPE']._serialized_start=166
+  _globals['_TENSOR_DATATYPE']._serialized_end=247
+  _globals['_IMAGE']._serialized_start=249
+  _globals['_IMAGE']._serialized_end=326
+  _globals['_IMAGEBATCH']._serialized_start=329
+  _globals['_IMAGEBATCH']._serialized_end=474
+  _globals['_PREPARED']._serialized_start=476
+  _globals['_PREPARED']._serialized_end=537
+  _globals['_SERVEDBY']._serialized_start=539
+  _globals['_SERVEDBY']._serialized_end=580
+  _globals['_STATUS']._serialized_start=582
+  _globals['_STATUS']._serialized_end=621
+  _globals['_CLASSIFYREQUEST']._serialized_start=623
+  _globals['_CLASSIFYREQUEST']._serialized_end=750
+  _globals['_LABELSCORE']._serialized_start=752
+  _globals['_LABELSCORE']._serialized_end=815
+  _globals['_CLASSIFICATION']._serialized_start=818
+  _globals['_CLASSIFICATION']._serialized_end=1036
+  _globals['_CLASSIFYRESPONSE']._serialized_start=1039
+  _globals['_CLASSIFYRESPONSE']._serialized_end=1246
+  _globals['_DENOISEREQUEST']._serialized_start=1248
+  _globals['_DENOISEREQUEST']._serialized_end=1362
+  _globals['_RECONSTRUCTREQUEST']._serialized_start=1364
+  _globals['_RECONSTRUCTREQUEST']._serialized_end=1482
+  _globals['_RECONSTRUCTION']._serialized_start=1485
+  _globals['_RECONSTRUCTION']._serialized_end=1736
+  _globals['_DENOISERESPONSE']._serialized_start=1739
+  _globals['_DENOISERESPONSE']._serialized_end=1887
+  _globals['_RECONSTRUCTRESPONSE']._serialized_start=1890
+  _globals['_RECONSTRUCTRESPONSE']._serialized_end=2042
+  _globals['_ENCODEREQUEST']._serialized_start=2044
+  _globals['_ENCODEREQUEST']._serialized_end=2134
+  _globals['_EMBEDDING']._serialized_start=2136
+  _globals['_EMBEDDING']._serialized_end=2163
+  _globals['_ENCODERESPONSE']._serialized_start=2166
+  _globals['_ENCODERESPONSE']._serialized_end=2308
+  _globals['_LISTMODELSREQUEST']._serialized_start=2310
+  _globals['_LISTMODELSREQUEST']._serialized_end=2329
+  _globals['_MODELVERSIONSTATUS']._serialized_start=2331
+  _globals['_MODELVERSIONSTATUS']._serialized_end=2413
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2415
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2528
+  _globals['_VERSIONSTATUS']._serialized_start=2530
+  _globals['_VERSIONSTATUS']._serialized_end=2593
+  _globals['_MODELINDEXENTRY']._serialized_start=2596
+  _globals['_MODELINDEXENTRY']._serialized_end=2754
+  _globals['_MODELINDEX']._serialized_start=2756
+  _globals['_MODELINDEX']._serialized_end=2816
+  _globals['_GETMODELREQUEST']._serialized_start=2818
+  _globals['_GETMODELREQUEST']._serialized_end=2867
+  _globals['_TENSORINFO']._serialized_start=2869
+  _globals['_TENSORINFO']._serialized_end=2925
+  _globals['_PREPROCESSING']._serialized_start=2927
+  _globals['_PREPROCESSING']._serialized_end=3028
+  _globals['_QUALITY']._serialized_start=3031
+  _globals['_QUALITY']._serialized_end=3432
+  _globals['_QUALITY_METRICSENTRY']._serialized_start=3278
+  _globals['_QUALITY_METRICSENTRY']._serialized_end=3324
+  _globals['_QUALITY_PERCLASSENTRY']._serialized_start=3326
+  _globals['_QUALITY_PERCLASSENTRY']._serialized_end=3373
+  _globals['_QUALITY_VARIANTSENTRY']._serialized_start=3375
+  _globals['_QUALITY_VARIANTSENTRY']._serialized_end=3422
+  _globals['_ANOMALYTHRESHOLD']._serialized_start=3434
+  _globals['_ANOMALYTHRESHOLD']._serialized_end=3532
+  _globals['_MODELMETADATA']._serialized_start=3535
+  _globals['_MODELMETADATA']._serialized_end=4012
+  _globals['_PIXELSERVE']._serialized_start=4015
+  _globals['_PIXELSERVE']._serialized_end=4579
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -230,10 +231,42 @@ class ModelVersionStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
+    __slots__ = ("models", "index")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelVersionStatus]
+    index: ModelIndex
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelVersionStatus, _Mapping]]] = ..., index: _Optional[_Union[ModelIndex, _Mapping]] = ...) -> None: ...
+
+class VersionStatus(_message.Message):
+    __slots__ = ("version", "state", "reason")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    state: str
+    reason: str
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ModelIndexEntry(_message.Message):
+    __slots__ = ("name", "task", "provider", "state", "versions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    task: str
+    provider: str
+    state: str
+    versions: _containers.RepeatedCompositeFieldContainer[VersionStatus]
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., provider: _Optional[str] = ..., state: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ...) -> None: ...
+
+class ModelIndex(_message.Message):
     __slots__ = ("models",)
     MODELS_FIELD_NUMBER: _ClassVar[int]
-    models: _containers.RepeatedCompositeFieldContainer[ModelVersionStatus]
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelVersionStatus, _Mapping]]] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelIndexEntry]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelIndexEntry, _Mapping]]] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ("model", "version")
@@ -268,8 +301,22 @@ class Preprocessing(_message.Message):
     def __init__(self, color_mode: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., resize: _Optional[str] = ..., normalize: _Optional[str] = ...) -> None: ...
 
 class Quality(_message.Message):
-    __slots__ = ("dataset", "split", "samples", "metrics")
+    __slots__ = ("dataset", "split", "samples", "metrics", "per_class", "variants", "notes")
     class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class PerClassEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class VariantsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -280,11 +327,17 @@ class Quality(_message.Message):
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    PER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     split: str
     samples: int
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, dataset: _Optional[str] = ..., split: _Optional[str] = ..., samples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    per_class: _containers.ScalarMap[str, float]
+    variants: _containers.ScalarMap[str, float]
+    notes: str
+    def __init__(self, dataset: _Optional[str] = ..., split: _Optional[str] = ..., samples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., per_class: _Optional[_Mapping[str, float]] = ..., variants: _Optional[_Mapping[str, float]] = ..., notes: _Optional[str] = ...) -> None: ...
 
 class AnomalyThreshold(_message.Message):
     __slots__ = ("metric", "percentile", "value", "false_positive_rate")
@@ -299,7 +352,7 @@ class AnomalyThreshold(_message.Message):
     def __init__(self, metric: _Optional[str] = ..., percentile: _Optional[float] = ..., value: _Optional[float] = ..., false_positive_rate: _Optional[float] = ...) -> None: ...
 
 class ModelMetadata(_message.Message):
-    __slots__ = ("name", "version", "versions", "task", "state", "provider", "description", "inputs", "outputs", "preprocessing", "labels", "quality", "anomaly", "ood_model", "parameters", "created_at")
+    __slots__ = ("name", "version", "versions", "task", "state", "provider", "description", "inputs", "outputs", "preprocessing", "labels", "quality", "anomaly", "ood_model", "parameters", "created_at", "spec")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -316,6 +369,7 @@ class ModelMetadata(_message.Message):
     OOD_MODEL_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
@@ -332,4 +386,5 @@ class ModelMetadata(_message.Message):
     ood_model: str
     parameters: int
     created_at: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., task: _Optional[str] = ..., state: _Optional[str] = ..., provider: _Optional[str] = ..., description: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., anomaly: _Optional[_Union[AnomalyThreshold, _Mapping]] = ..., ood_model: _Optional[str] = ..., parameters: _Optional[int] = ..., created_at: _Optional[str] = ...) -> None: ...
+    spec: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., task: _Optional[str] = ..., state: _Optional[str] = ..., provider: _Optional[str] = ..., description: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., anomaly: _Optional[_Union[AnomalyThreshold, _Mapping]] = ..., ood_model: _Optional[str] = ..., parameters: _Optional[int] = ..., created_at: _Optional[str] = ..., spec: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -111,14 +111,16 @@ class PixelServeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """Every model version in the repository with its state.
+        """Every model in the repository with its task, provider and per-version state (`index`, as REST's GET /v1/models),
+        and the same versions as a flat list (`models`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetModel(self, request, context):
-        """One model's metadata: task, tensors, labels, measured quality, execution provider.
+        """One model's metadata: task, tensors, labels, measured quality, execution provider, and the whole model.json
+        with its trust evidence (`spec`, as REST's GET /v1/models/{name}).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
