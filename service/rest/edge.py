@@ -14,6 +14,7 @@ from .app import is_internal
 
 PROBES = re.compile(r"^/(metrics$|v2/health/|v2/models/[^/]+(/versions/[^/]+)?/ready$)")
 TASK_ROUTE = re.compile(r"^/v1/models/([^/:]+)(?:/versions/[^/:]+)?:(\w+)$")
+CLIENT_LEFT = 499  # nginx's "client closed request": neither an answer nor a server fault
 V2_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?(/infer)?$")
 
 
@@ -66,6 +67,8 @@ class RequestEdge:
 
         try:
             await self.app(scope, receive, edge_send)
+            if not ctx.status:  # the app ended without answering: only when the client left mid-request
+                ctx.status = CLIENT_LEFT
         finally:
             current.reset(token)
             self.hooks.closed(ctx)
