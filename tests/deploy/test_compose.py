@@ -20,7 +20,7 @@ PROFILES = ["--profile", "gpu", "--profile", "batch"]
 
 def clean_env() -> dict[str, str]:
     """The caller's environment without the variables the compose file reads, so its defaults are what we see."""
-    prefixes = ("PIXELSERVE_", "PROMETHEUS_", "GRAFANA_", "SCORE_", "BASE_IMAGE", "CUDA_BASE_IMAGE", "COMPOSE_")
+    prefixes = ("PIXELSERVE_", "PROMETHEUS_", "GRAFANA_", "SCORE_", "BASE_IMAGE", "COMPOSE_")
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
@@ -75,16 +75,18 @@ def test_ports_models_and_shutdown_grace_as_documented(compose) -> None:
     assert (models["source"], models["target"], models["read_only"]) == (str(ROOT / "models"), "/models", True)
     grace_s = float(server["stop_grace_period"].removesuffix("s"))
     assert grace_s > Settings().drain_grace_s
-    assert server["build"]["args"]["ORT_PACKAGE"] == "onnxruntime"
+    assert server["build"]["args"]["EXTRAS"] == "serve"
     assert {(p["target"], p["published"]) for p in services["prometheus"]["ports"]} == {(9090, "9090")}
 
 
 def test_gpu_profile_reserves_an_nvidia_gpu_and_uses_onnxruntime_gpu(compose) -> None:
-    gpu = config(compose, *PROFILES)["services"]["pixelserve-gpu"]
+    services = config(compose, *PROFILES)["services"]
+    gpu = services["pixelserve-gpu"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
-    assert gpu["build"]["args"]["ORT_PACKAGE"] == "onnxruntime-gpu"
-    assert gpu["build"]["args"]["BASE_IMAGE"].startswith("nvidia/cuda:")
+    assert gpu["build"]["args"]["EXTRAS"] == "serve,gpu"  # the same extras as a GPU virtualenv
+    # The CUDA and cuDNN libraries come as wheels with [gpu]: the same base image as the CPU variant.
+    assert gpu["build"]["args"]["BASE_IMAGE"] == services["pixelserve"]["build"]["args"]["BASE_IMAGE"]
     assert "pixelserve" in gpu["networks"]["default"]["aliases"]  # Prometheus scrapes it under the same name
 
 
