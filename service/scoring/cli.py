@@ -77,7 +77,9 @@ class ScoreSettings(CommandSettings):
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0: all cores)")
     ray_address: str | None = Field(None, description="Ray cluster to join (default: start Ray locally)")
     ray_actors: int = Field(0, ge=0, description="scoring actors (default: one per GPU, else 1)")
-    server: str | None = Field(None, description="HOST:PORT of a running pixelserve: score over gRPC instead")
+    server: str | None = Field(
+        None, description="HOST:PORT (or grpcs://HOST:PORT for TLS) of a running pixelserve: score over gRPC instead"
+    )
     concurrency: int = Field(4, ge=1, description="gRPC requests in flight (--server)")
     request_size: int = Field(64, ge=1, description="images per gRPC request (--server)")
     api_key: SecretStr | None = Field(None, description="server API key (--server)")

@@ -43,7 +43,7 @@ class VerifySettings(CommandSettings):
         Path("models"), description="where the golden sets are (and, in-process, the models)"
     )
     url: str | None = Field(None, description="REST base URL of a running server, e.g. http://127.0.0.1:8000")
-    grpc: str | None = Field(None, description="HOST:PORT of the same server's gRPC")
+    grpc: str | None = Field(None, description="HOST:PORT (or grpcs://HOST:PORT) of the same server's gRPC")
     model: str | None = Field(None, description="only this model (default: every model with a golden set)")
     api_key: SecretStr | None = Field(None, description="the server's API key")
     device: str = Field("auto", description="in-process: auto, cpu, cuda or tensorrt")
