@@ -217,17 +217,30 @@ class SyncGrpc(_Transport):
 
 
 class AsyncGrpc(_Transport):
+    """The channel opens on the first call, inside the event loop that uses it (a grpc.aio channel belongs to the
+    loop it was made in, and a client may be built before asyncio.run starts one)."""
+
     def __init__(self, options: Options) -> None:
         super().__init__(options)
-        address, channel_options = options.grpc_address, options.grpc_options()
-        if options.tls:
-            self.channel = grpc.aio.secure_channel(address, options.grpc_credentials(), channel_options)
-        else:
-            self.channel = grpc.aio.insecure_channel(address, channel_options)
-        self.stubs = {TASK: pb_grpc.PixelServeStub(self.channel), "v2": v2_grpc.GRPCInferenceServiceStub(self.channel)}
+        self.channel: grpc.aio.Channel | None = None
+        self.stubs: dict[str, Any] = {}
+
+    def _open(self) -> dict[str, Any]:
+        if self.channel is None:
+            address, channel_options = self.options.grpc_address, self.options.grpc_options()
+            if self.options.tls:
+                credentials = self.options.grpc_credentials()
+                self.channel = grpc.aio.secure_channel(address, credentials, channel_options)
+            else:
+                self.channel = grpc.aio.insecure_channel(address, channel_options)
+            self.stubs = {
+                TASK: pb_grpc.PixelServeStub(self.channel),
+                "v2": v2_grpc.GRPCInferenceServiceStub(self.channel),
+            }
+        return self.stubs
 
     async def run(self, call: GrpcCall[T]) -> T:
-        method = getattr(self.stubs[call.service], call.method)
+        method = getattr(self._open()[call.service], call.method)
         attempt = 0
         while True:
             try:
@@ -239,4 +252,6 @@ class AsyncGrpc(_Transport):
             attempt += 1
 
     async def close(self) -> None:
-        await self.channel.close()
+        if self.channel is not None:
+            await self.channel.close()
+            self.channel = None

@@ -3,12 +3,13 @@ own numbers for the same pixels, with everything the server says (top-k, OOD, an
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pixelserve.client import Client, InvalidInput, ModelNotFound
+from pixelserve.client import AsyncClient, Client, InvalidInput, ModelNotFound
 from tests.client.conftest import API_KEY
 from tests.service.models import (
     AUTOENCODER,
@@ -170,3 +171,14 @@ def test_unknown_models_and_bad_images_raise(client: Client) -> None:
         client.classify(CLASSIFIER, b"this is not an image")
     with pytest.raises(InvalidInput):
         client.encode(DENOISER, random_images(1)[0])  # a denoiser has no latent output
+
+
+def test_an_async_client_made_outside_the_event_loop_works_inside_it(url: str) -> None:
+    """A grpc.aio channel belongs to the loop it was made in: the client opens it on the first call."""
+    client = AsyncClient(url, api_key=API_KEY)
+
+    async def use() -> int:
+        async with client:
+            return len(await client.classify(CLASSIFIER, random_images(2)))
+
+    assert asyncio.run(use()) == 2
