@@ -75,8 +75,10 @@ class Options:
 
     def over(self, fallback: Options) -> Options:
         """These options where given, `fallback`'s elsewhere (a query string's options win over the body's)."""
-        if self == NO_OPTIONS or fallback == NO_OPTIONS:  # the common case: options in one place or none
-            return fallback if self == NO_OPTIONS else self
+        if fallback is NO_OPTIONS:  # the common cases: options in one place, or none
+            return self
+        if self is NO_OPTIONS:
+            return fallback
         return Options(
             fallback.top_k if self.top_k is None else self.top_k,
             fallback.resize if self.resize is None else self.resize,
@@ -121,6 +123,8 @@ def options(
 ) -> Options:
     """Options from any wire, each checked here: resize and normalize by the core's rule (images.choices), an
     empty one keeping the model's own."""
+    if top_k is None and resize is None and normalize is None and return_input is None:
+        return NO_OPTIONS
     resize_mode, normalize_mode = choices(resize, normalize)
     return Options(parse_top_k(top_k), resize_mode, normalize_mode, parse_flag("return_input", return_input))
 
@@ -129,7 +133,8 @@ def options_from(fields: Mapping[str, object]) -> Options:
     """Options from named fields (a query string, form fields); names that are not options are not read."""
     if not fields:
         return NO_OPTIONS
-    return options(*(fields.get(name) for name in OPTION_NAMES))
+    get = fields.get
+    return options(get("top_k"), get("resize"), get("normalize"), get("return_input"))
 
 
 # -- the index and the metadata ------------------------------------------------------------------------------

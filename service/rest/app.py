@@ -17,6 +17,7 @@ from ..observe.metrics import Metrics
 from ..settings import Settings
 from .artifacts import create_artifact_router
 from .auth import api_key_guard
+from .endpoints import Endpoints
 from .errors import install_error_handler
 from .fastpath import FastPath
 from .limits import BodyLimitMiddleware
@@ -49,7 +50,8 @@ def create_app(
 
     The hot routes are served by `FastPath` in front of FastAPI; CORS, when configured, wraps both; when the
     core's operations hooks work at the edge (access log, tracing), the request edge wraps it all."""
-    app: ASGIApp = FastPath(create_api(core, settings, metrics), core, settings, metrics)
+    endpoints = Endpoints(core, settings)  # one set for both edges
+    app: ASGIApp = FastPath(create_api(core, settings, metrics, endpoints), endpoints, settings)
     if settings.cors_origins:
         app = CORSMiddleware(app, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     if core.hooks.edge:
@@ -67,16 +69,18 @@ def _no_native_telemetry() -> dict[str, Any]:
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
 
 
-def create_api(core: Core, settings: Settings, metrics: Metrics) -> FastAPI:
-    """Every route as FastAPI: the OpenAPI schema, and everything the fast path does not answer itself."""
+def create_api(core: Core, settings: Settings, metrics: Metrics, endpoints: Endpoints | None = None) -> FastAPI:
+    """Every route as FastAPI: the OpenAPI schema, and everything the fast path does not answer itself; the hot
+    routes call the fast path's `endpoints`."""
+    endpoints = endpoints if endpoints is not None else Endpoints(core, settings)
     app = FastAPI(title="pixelserve", version=pixelserve.__version__, description=DESCRIPTION, **_no_native_telemetry())
     install_error_handler(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
 
     protected = [Depends(api_key_guard(settings.api_key))] if settings.api_key is not None else []
     app.include_router(create_v2_health_router(core))
-    app.include_router(create_task_router(core, settings, metrics, core.offload), dependencies=protected)
-    app.include_router(create_v2_router(core, settings, metrics, core.offload), dependencies=protected)
+    app.include_router(create_task_router(core, endpoints), dependencies=protected)
+    app.include_router(create_v2_router(core, settings, endpoints), dependencies=protected)
     app.include_router(create_artifact_router(core, settings), dependencies=protected)
     install_playground(app)  # public: the page holds no data and asks for the key on 401
 

@@ -14,7 +14,8 @@ from fastapi import APIRouter
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse
 
-from ..core.types import Core, ModelRef
+from ..core.types import Core
+from ..protocol.tasks import model_ref
 from ..settings import Settings
 from .routing import add_model_routes
 
@@ -39,9 +40,9 @@ def _inside(path: Path, directory: Path) -> bool:
 def create_artifact_router(core: Core, settings: Settings) -> APIRouter:
     router = APIRouter(tags=["models"])
 
-    async def model_artifact(name: str, file: str, version: int | None = None) -> FileResponse:
+    async def model_artifact(name: str, file: str, version: str | None = None) -> FileResponse:
         """A plot listed in the version's model.json ``artifacts`` (learning curves, confusion matrix, ...)."""
-        spec = core.model_info(ModelRef(name, version)).spec
+        spec = core.model_info(model_ref(name, version)).spec
         directory = settings.model_repository / spec.name / str(spec.version)
         path = directory / file
         if file not in spec.artifacts or not _servable(file) or not _inside(path, directory):

@@ -1,4 +1,6 @@
-"""Optional API-key check, declared as FastAPI security so /docs offers an "Authorize" button."""
+"""The optional API key, decided once for both REST edges: the hot routes call `KeyCheck` on the raw headers,
+and the FastAPI routes call the same check from a dependency declared as FastAPI security, so /docs offers an
+"Authorize" button."""
 
 from __future__ import annotations
 
@@ -6,33 +8,60 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Security
+from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
+from starlette.types import Scope
 
 from ..errors import Unauthenticated
 
 API_KEY_HEADER = "X-API-Key"
+_KEY_NAME = API_KEY_HEADER.lower().encode()
 
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
 
 
-def api_key_guard(api_key: SecretStr) -> Callable[..., Awaitable[None]]:
-    """A dependency that accepts ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``.
+class KeyCheck:
+    """``X-API-Key: <key>`` or ``Authorization: Bearer <key>``; an empty one counts as not sent. The comparison
+    is constant-time, so response timing does not leak how much of a guess was right."""
 
-    The comparison is constant-time so response timing does not leak how much of a guess was right.
-    """
-    expected = api_key.get_secret_value().encode()
+    __slots__ = ("_expected",)
+
+    def __init__(self, api_key: SecretStr) -> None:
+        self._expected = api_key.get_secret_value().encode()
+
+    def check(self, api_key: str | None, authorization: str | None) -> None:
+        supplied = api_key or None
+        if supplied is None and authorization:
+            scheme, _, credentials = authorization.partition(" ")
+            supplied = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+        if supplied is None:
+            raise Unauthenticated(f"missing API key: send {API_KEY_HEADER}: <key> or Authorization: Bearer <key>")
+        if not hmac.compare_digest(supplied.encode(), self._expected):
+            raise Unauthenticated("wrong API key")
+
+    def check_scope(self, scope: Scope) -> None:
+        """The check on an ASGI request's raw headers (the hot routes)."""
+        api_key = authorization = None
+        for name, value in scope["headers"]:
+            if name == _KEY_NAME and api_key is None:
+                api_key = value.decode("latin-1")
+            elif name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+        self.check(api_key, authorization)
+
+
+def api_key_guard(api_key: SecretStr) -> Callable[..., Awaitable[None]]:
+    """The FastAPI dependency: the security parameters document the two ways in for /docs; the request's own
+    headers go to the one check."""
+    keys = KeyCheck(api_key)
 
     async def require_api_key(
+        request: Request,
         key: Annotated[str | None, Security(_api_key_header)],
         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     ) -> None:
-        supplied = key if key is not None else (bearer.credentials if bearer is not None else None)
-        if supplied is None:
-            raise Unauthenticated(f"missing API key: send {API_KEY_HEADER}: <key> or Authorization: Bearer <key>")
-        if not hmac.compare_digest(supplied.encode(), expected):
-            raise Unauthenticated("wrong API key")
+        keys.check(request.headers.get(API_KEY_HEADER), request.headers.get("authorization"))
 
     return require_api_key

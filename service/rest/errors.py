@@ -18,11 +18,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidInput, Overloaded, ServiceError, mapping_for
+from ..errors import ClientLeft, InvalidInput, Overloaded, ServiceError, mapping_for
 
 log = logging.getLogger(__name__)
 
 V2_PREFIX = "/v2"
+CLIENT_LEFT = 499
 DEFAULT_RETRY_AFTER_S = 1
 
 
@@ -47,6 +48,13 @@ def service_error_response(path: str, error: ServiceError) -> Response:
     return error_response(path, mapping.http_status, mapping.grpc_code.name, error.message, retry_after)
 
 
+def client_left_response(path: str) -> Response:
+    """The answer to a client that left before its request was complete, the same from the fast path and from
+    FastAPI: no one reads it, but the edge's hooks see nginx's "client closed request" (499, as the edge logs a
+    request that ended with no answer at all), neither a success nor a server fault."""
+    return error_response(path, CLIENT_LEFT, "CANCELLED", "the client disconnected before its request was complete")
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -65,15 +73,15 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):  # routing: unknown path, wrong method
         status = HTTPStatus(exc.status_code)
         return error_response(path, status, status.name, str(exc.detail))
-    if isinstance(exc, ClientDisconnect):  # the client left, or a body deadline closed it: no one to answer
+    if isinstance(exc, ClientDisconnect | ClientLeft):  # the client left, or a body deadline closed it
         log.debug("client disconnected during %s %s", request.method, path)
-        return error_response(path, 400, "CANCELLED", "the client disconnected before its request was complete")
+        return client_left_response(path)
     log.exception("unhandled error on %s %s", request.method, path)
     return service_error_response(path, ServiceError("internal error"))
 
 
 def install_error_handler(app: FastAPI) -> None:
-    # ClientDisconnect by name: a handler only for Exception answers and then re-raises (starlette's
+    # ClientDisconnect and ClientLeft by name: a handler only for Exception answers and then re-raises (starlette's
     # ServerErrorMiddleware), and uvicorn logs the disconnect as "Exception in ASGI application".
-    for exc_type in (ServiceError, RequestValidationError, HTTPException, ClientDisconnect, Exception):
+    for exc_type in (ServiceError, RequestValidationError, HTTPException, ClientDisconnect, ClientLeft, Exception):
         app.add_exception_handler(exc_type, handle_error)

@@ -1,13 +1,28 @@
-"""Request-body limit enforced below every route, so no handler can read an unbounded body into memory."""
+"""The request-body limit, decided here for every REST route: the endpoints' own body reader (both edges) and
+the middleware below FastAPI (multipart forms, the cold routes) refuse a declared or streamed body over
+max_request_bytes alike, so no handler can read an unbounded body into memory."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.offload import Offloader
-from ..errors import PayloadTooLarge
+from ..errors import ClientLeft, PayloadTooLarge
+from ..protocol.v2.tensors import is_count
 from .errors import service_error_response
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+
+
+def declared_over(scope: Scope, limit: int) -> bool:
+    """Whether the request's Content-Length is over the limit: refused before a byte is read."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            text = value.decode("latin-1")
+            return is_count(text) and int(text) > limit
+    return False
 
 
 def check_json_size(size: int, limit: int, what: str, advice: str = "") -> None:
@@ -26,11 +41,25 @@ async def joined(chunks: list[bytes], size: int, offload: Offloader) -> bytes:
     return await offload.sized(size, b"".join, chunks)
 
 
-async def read_body(request: Request, offload: Offloader) -> bytes:
-    """Starlette's ``request.body()`` without its join on the loop (the limit still applies: the middleware
-    below stops the read)."""
-    chunks = [chunk async for chunk in request.stream() if chunk]
-    return await joined(chunks, sum(len(chunk) for chunk in chunks), offload) if chunks else b""
+async def read_body(scope: Scope, receive: Receive, limit: int, offload: Offloader) -> bytes:
+    """The whole body, refused past `limit` as soon as it gets there, joined off the loop when big; a client
+    that leaves before its body is complete raises ClientLeft (no one to answer)."""
+    if declared_over(scope, limit):
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientLeft
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return await joined(chunks, size, offload) if chunks else b""
 
 
 class BodyLimitMiddleware:
@@ -42,18 +71,13 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                response = service_error_response(scope["path"], self._too_large())
-                await response(scope, receive, send)
-                return
+        if declared_over(scope, self.max_bytes):
+            await service_error_response(scope["path"], too_large(self.max_bytes))(scope, receive, send)
+            return
 
         received = 0
 
@@ -63,7 +87,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise self._too_large()
+                    raise too_large(self.max_bytes)
             return message
 
         await self.app(scope, bounded_receive, send)

@@ -1,7 +1,9 @@
 """Register one endpoint under both ``/.../{name}...`` and ``/.../{name}/versions/{version}...``.
 
-The endpoint is written once with ``version: int | None = None``; the unversioned route hides the parameter
-(so it is not offered as a query string) and the versioned route makes it a required integer path parameter.
+The endpoint is written once with ``version: str | None = None``; the unversioned route hides the parameter
+(so it is not offered as a query string) and the versioned route makes it a required path parameter. It stays
+text: the version rule is the protocol's (protocol/tasks.model_ref, V2's model_ref), not FastAPI's int parsing,
+so every edge reads ``/versions/-1`` alike.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 Endpoint = Callable[..., Awaitable[Any]]
 VERSION = "version"
+VersionPath = Annotated[str, Path(description="a positive integer: the model's version directory")]
 
 
 def _unversioned(endpoint: Endpoint) -> Endpoint:
@@ -39,7 +42,7 @@ def _versioned(endpoint: Endpoint) -> Endpoint:
 
     call.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[
-            p.replace(annotation=int, default=inspect.Parameter.empty) if p.name == VERSION else p
+            p.replace(annotation=VersionPath, default=inspect.Parameter.empty) if p.name == VERSION else p
             for p in signature.parameters.values()
         ]
     )

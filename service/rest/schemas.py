@@ -1,4 +1,6 @@
-"""Pydantic wire models of the task API (``/v1``); they stop here and never reach the core."""
+"""Pydantic models of the task API (``/v1``) for its OpenAPI schema and the JSON upload body. The answers
+themselves are the task API's (protocol/tasks.py), written as JSON by the endpoints; a test checks that they
+validate against these models, so the documented schema is the one served."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ class ImagesRequest(_Wire):
     """JSON input: base64 images (a ``data:image/png;base64,`` prefix is allowed)."""
 
     images: list[str] = Field(description="base64-encoded PNG/JPEG/BMP/GIF files, one result each, in order")
-    top_k: int | None = Field(default=None, ge=1, description="classify only: how many labels per image")
+    # checked by the task API's one rule (protocol/tasks.py), as the query string's and gRPC's are
+    top_k: int | None = Field(default=None, description="classify: labels per image", json_schema_extra={"minimum": 1})
     resize: str | None = Field(default=None, description="stretch, center-crop or letterbox (default: the model's)")
     normalize: str | None = Field(default=None, description="none or digit (default: the model's)")
     return_input: bool = Field(default=False, description="also answer with each prepared input image as PNG")

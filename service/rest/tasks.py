@@ -1,287 +1,120 @@
-"""The task API: ``POST /v1/models/{name}[/versions/{version}]:{classify|denoise|reconstruct|encode}``,
-``GET /v1/models`` and ``GET /v1/models/{name}[/versions/{version}]``.
+"""The task API's FastAPI routes: ``POST /v1/models/{name}[/versions/{version}]:{classify|denoise|reconstruct|
+encode}``, ``GET /v1/models`` and ``GET /v1/models/{name}[/versions/{version}]``.
 
-Each handler only translates: body -> `ImageInputs`, path -> `ModelRef`, core result -> JSON (or PNG).
+The task routes are the fast path's endpoints (endpoints.py) under FastAPI: they document the API (the query
+options and bodies in the OpenAPI schema) and take the multipart uploads the fast path passes on. The index and
+the metadata are the task API's (protocol/tasks.py), written as JSON. FastAPI validates nothing of its own here:
+the version, the options and the bodies are read by the same rules on either edge.
 """
 
 from __future__ import annotations
 
-import base64
-from typing import Annotated, Any
+from typing import Any
 
-import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from ..core.images import encode_png
-from ..core.offload import Offloader
-from ..core.types import (
-    DEFAULT_TOP_K,
-    Classification,
-    Core,
-    ModelRef,
-    Reconstruction,
-    ServedBy,
-    TaskResult,
-)
-from ..errors import ServiceError
-from ..observe.metrics import Metrics
-from ..settings import Settings
-from .routing import add_model_routes
-from .schemas import (
-    ClassificationOut,
-    ClassifyResponse,
-    EncodeResponse,
-    EncodingOut,
-    ErrorBody,
-    ImageOut,
-    ImageResponse,
-    LabelScoreOut,
-    ModelIndex,
-    ModelIndexEntry,
-    ModelMetadata,
-    ServedModel,
-    VersionStatus,
-)
-from .uploads import Options, Upload, read_upload, task_inputs
+from ..core.types import DEFAULT_TOP_K, Core, TaskName
+from ..protocol import tasks
+from .endpoints import Endpoints, json_body, response
+from .routing import Endpoint, add_model_routes
+from .schemas import ClassifyResponse, EncodeResponse, ErrorBody, ImageResponse, ModelIndex, ModelMetadata
 
 PNG = "image/png"
 
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+IMAGE_OPTIONS = [
+    _query("resize", {"type": "string", "enum": ["stretch", "center-crop", "letterbox"]},
+           "how an image is fitted to the model's input (default: the model's)"),
+    _query("normalize", {"type": "string", "enum": ["none", "digit"]}, "default: the model's"),
+    _query("return_input", {"type": "boolean"}, "also answer with each prepared input image as PNG"),
+]  # fmt: skip
+TOP_K = _query("top_k", {"type": "integer", "minimum": 1}, f"labels per image (default {DEFAULT_TOP_K})")
+
 UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": "one image as the raw body, several as multipart/form-data files, or base64 in JSON",
-        "content": {
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "top_k": {"type": "integer"},
-                    },
-                }
-            },
-            "application/json": {"schema": {"$ref": "#/components/schemas/ImagesRequest"}},
+    "required": True,
+    "description": "one image as the raw body, several as multipart/form-data files, or base64 in JSON; the "
+    "query string's options win over the same options in the body",
+    "content": {
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "top_k": {"type": "integer", "minimum": 1},
+                    "resize": {"type": "string"},
+                    "normalize": {"type": "string"},
+                    "return_input": {"type": "boolean"},
+                },
+            }
         },
-    }
+        "application/json": {"schema": {"$ref": "#/components/schemas/ImagesRequest"}},
+    },
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (400, 401, 404, 413, 429, 500, 503, 504)
 }
-
-TopK = Annotated[int | None, Query(ge=1, description=f"labels per image (default {DEFAULT_TOP_K})")]
-Resize = Annotated[str | None, Query(description="stretch, center-crop or letterbox (default: the model's)")]
-Normalize = Annotated[str | None, Query(description="none or digit (default: the model's)")]
-ReturnInput = Annotated[bool | None, Query(description="also answer with each prepared input image as PNG")]
-
-
-def prepared_json(result: TaskResult) -> dict[str, Any] | None:
-    """The preprocessing a request's encoded images got (None for tensors), with the inputs as base64 PNG when
-    the request asked; the same for the FastAPI routes and the fast path."""
-    if result.applied is None:
-        return None
-    inputs = [] if result.inputs is None else [base64.b64encode(encode_png(x)).decode("ascii") for x in result.inputs]
-    return {"resize": result.applied.resize, "normalize": result.applied.normalize, "inputs": inputs}
-
-
-def _served(model: ServedBy) -> ServedModel:
-    return ServedModel(name=model.name, version=model.version)
-
-
-def _classifications(result: TaskResult[Classification]) -> ClassifyResponse:
-    return ClassifyResponse(
-        model=_served(result.model),
-        results=[
-            ClassificationOut(
-                top=[LabelScoreOut(index=s.index, label=s.label, probability=s.probability) for s in item.top],
-                ood_score=item.ood_score,
-                ood_threshold=item.ood_threshold,
-                is_ood=item.is_ood,
-                anomaly_score=item.anomaly_score,
-            )
-            for item in result.items
-        ],
-        prepared=prepared_json(result),
-    )
-
-
-def _images(result: TaskResult[Reconstruction]) -> ImageResponse:
-    return ImageResponse(
-        model=_served(result.model),
-        results=[
-            ImageOut(
-                image=base64.b64encode(encode_png(item.image)).decode("ascii"),
-                error=item.error,
-                threshold=item.threshold,
-                is_anomaly=item.is_anomaly,
-                anomaly_score=item.anomaly_score,
-                anomaly_map=None if item.anomaly_map is None else np.round(item.anomaly_map, 6).tolist(),
-            )
-            for item in result.items
-        ],
-        prepared=prepared_json(result),
-    )
-
-
-def _image_bytes(result: TaskResult[Reconstruction]) -> int:
-    return sum(item.image.nbytes for item in result.items)
-
-
-def wants_png(request: Request, upload: Upload) -> bool:
-    """`:denoise` answers a bare PNG for one image when the client asks for image/png, or sent a raw image
-    body without asking for JSON; otherwise JSON with base64 PNGs."""
-    if len(upload.images) != 1:
-        return False
-    accept = request.headers.get("accept", "").lower()
-    if PNG in accept:
-        return True
-    return upload.raw and "application/json" not in accept
-
-
-def _png_response(result: TaskResult[Reconstruction], png: bytes) -> Response:
-    item = result.items[0]
-    headers = {
-        "X-Model-Name": result.model.name,
-        "X-Model-Version": str(result.model.version),
-        "X-Reconstruction-Error": repr(item.error),
+DENOISE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {PNG: {}, "application/json": {"schema": {"$ref": "#/components/schemas/ImageResponse"}}},
+        "description": "a PNG (one raw image) or JSON with base64 PNGs",
     }
-    if result.applied is not None:
-        headers["X-Prepared"] = f"resize={result.applied.resize}; normalize={result.applied.normalize}"
-    return Response(content=png, media_type=PNG, headers=headers)
+}
+
+TASKS: dict[TaskName, tuple[str, type, dict[int | str, dict[str, Any]] | None]] = {
+    "classify": (
+        "Top-k labels per image, plus an out-of-distribution score when the model is paired with an autoencoder.",
+        ClassifyResponse,
+        None,
+    ),
+    "reconstruct": ("Reconstruction (base64 PNG), its error and the anomaly verdict per image.", ImageResponse, None),
+    "denoise": (
+        "The cleaned image: a bare image/png for one raw-body image (or `Accept: image/png`), else JSON.",
+        ImageResponse,
+        DENOISE_RESPONSES,
+    ),
+    "encode": ("The latent vector per image (autoencoders with a latent output).", EncodeResponse, None),
+}
 
 
-def _index(core: Core) -> ModelIndex:
-    by_name: dict[str, list[VersionStatus]] = {}
-    for status in core.index():
-        entry = VersionStatus(version=status.version, state=status.state, reason=status.reason)
-        by_name.setdefault(status.name, []).append(entry)
-    models = []
-    for name, versions in sorted(by_name.items()):
-        versions.sort(key=lambda v: v.version)
-        task = provider = None
-        try:
-            info = core.model_info(ModelRef(name))
-            task, provider = info.spec.task, info.provider
-        except ServiceError:  # no servable version: the index still lists its states and reasons
-            pass
-        models.append(
-            ModelIndexEntry(name=name, task=task, provider=provider, state=versions[-1].state, versions=versions)
-        )
-    return ModelIndex(models=models)
+def _task_route(endpoints: Endpoints, task: TaskName, doc: str) -> Endpoint:
+    async def route(request: Request, name: str, version: str | None = None) -> Response:
+        return response(await endpoints.task(task, request.scope, request.receive, name, version))
+
+    route.__name__ = task
+    route.__doc__ = doc
+    return route
 
 
-def _metadata(core: Core, ref: ModelRef) -> ModelMetadata:
-    info = core.model_info(ref)
-    spec = info.spec
-    return ModelMetadata(
-        name=spec.name,
-        version=spec.version,
-        versions=info.versions,
-        state=info.state,
-        provider=info.provider,
-        task=spec.task,
-        quality=spec.quality.model_dump(mode="json") if spec.quality else None,
-        spec=spec.model_dump(mode="json"),
-    )
+def _json(answer: tasks.Answer) -> Response:
+    return Response(content=json_body(answer), media_type="application/json")
 
 
-def create_task_router(core: Core, settings: Settings, metrics: Metrics, offload: Offloader) -> APIRouter:
+def create_task_router(core: Core, endpoints: Endpoints) -> APIRouter:
     router = APIRouter(tags=["tasks"], responses=ERRORS)
-
-    async def classify(
-        request: Request,
-        name: str,
-        version: int | None = None,
-        top_k: TopK = None,
-        resize: Resize = None,
-        normalize: Normalize = None,
-        return_input: ReturnInput = None,
-    ) -> ClassifyResponse:
-        """Top-k labels per image, plus an out-of-distribution score when the model is paired with an
-        autoencoder."""
-        options = Options(top_k, resize, normalize, return_input)
-        with core.request("classify", name, "rest"):
-            upload = await read_upload(request, settings, offload)
-            inputs = task_inputs(upload, options)
-            result = await core.classify(ModelRef(name, version), inputs, top_k=top_k or upload.top_k)
-        return _classifications(result)
-
-    async def reconstruct(
-        request: Request,
-        name: str,
-        version: int | None = None,
-        resize: Resize = None,
-        normalize: Normalize = None,
-        return_input: ReturnInput = None,
-    ) -> ImageResponse:
-        """Reconstruction (base64 PNG), its error and the anomaly verdict per image."""
-        with core.request("reconstruct", name, "rest"):
-            upload = await read_upload(request, settings, offload)
-            inputs = task_inputs(upload, Options(None, resize, normalize, return_input))
-            result = await core.reconstruct(ModelRef(name, version), inputs)
-        return await offload.sized(_image_bytes(result), _images, result)
-
-    async def denoise(
-        request: Request,
-        name: str,
-        version: int | None = None,
-        resize: Resize = None,
-        normalize: Normalize = None,
-        return_input: ReturnInput = None,
-    ) -> Response:
-        """The cleaned image: a bare image/png for one raw-body image (or `Accept: image/png`), else JSON."""
-        with core.request("denoise", name, "rest"):
-            upload = await read_upload(request, settings, offload)
-            inputs = task_inputs(upload, Options(None, resize, normalize, return_input))
-            result = await core.denoise(ModelRef(name, version), inputs)
-        if wants_png(request, upload):
-            return _png_response(result, await offload.sized(_image_bytes(result), encode_png, result.items[0].image))
-        body = await offload.sized(_image_bytes(result), _images, result)
-        return Response(content=body.model_dump_json(), media_type="application/json")
-
-    async def model_metadata(name: str, version: int | None = None) -> ModelMetadata:
-        """model.json of the version (default: the one the policy serves), plus state and provider."""
-        return _metadata(core, ModelRef(name, version))
-
-    async def encode(
-        request: Request,
-        name: str,
-        version: int | None = None,
-        resize: Resize = None,
-        normalize: Normalize = None,
-        return_input: ReturnInput = None,
-    ) -> EncodeResponse:
-        """The latent vector per image (autoencoders with a latent output)."""
-        with core.request("encode", name, "rest"):
-            upload = await read_upload(request, settings, offload)
-            inputs = task_inputs(upload, Options(None, resize, normalize, return_input))
-            result = await core.encode(ModelRef(name, version), inputs)
-        return EncodeResponse(
-            model=_served(result.model),
-            results=[EncodingOut(latent=item.latent.tolist()) for item in result.items],
-            prepared=prepared_json(result),
-        )
-
-    denoise_responses: dict[int | str, dict[str, Any]] = {
-        200: {
-            "content": {PNG: {}, "application/json": {"schema": {"$ref": "#/components/schemas/ImageResponse"}}},
-            "description": "a PNG (one raw image) or JSON with base64 PNGs",
-        }
-    }
     prefix = "/v1/models/{name}"
-    for task, endpoint in (("classify", classify), ("reconstruct", reconstruct), ("encode", encode)):
-        add_model_routes(router, prefix, f":{task}", endpoint, "POST", openapi_extra=UPLOAD_BODY)
-    add_model_routes(
-        router, prefix, ":denoise", denoise, "POST", openapi_extra=UPLOAD_BODY, responses=denoise_responses
-    )
-    add_model_routes(router, prefix, "", model_metadata, "GET")
+    for task, (doc, answer, responses) in TASKS.items():
+        options = [TOP_K, *IMAGE_OPTIONS] if task == "classify" else IMAGE_OPTIONS
+        extra = {"requestBody": UPLOAD_BODY, "parameters": options}
+        add_model_routes(router, prefix, f":{task}", _task_route(endpoints, task, doc), "POST",
+                         response_model=answer, responses=responses, openapi_extra=extra)  # fmt: skip
 
-    @router.get("/v1/models")
-    async def list_models() -> ModelIndex:
+    async def model_metadata(name: str, version: str | None = None) -> Response:
+        """model.json of the version (default: the one the policy serves), plus state and provider."""
+        return _json(tasks.model_metadata(core.model_info(tasks.model_ref(name, version))))
+
+    add_model_routes(router, prefix, "", model_metadata, "GET", response_model=ModelMetadata)
+
+    @router.get("/v1/models", response_model=ModelIndex)
+    async def list_models() -> Response:
         """Every model in the repository with its task, provider and per-version state."""
-        return _index(core)
+        return _json(tasks.model_index(core))
 
     return router

@@ -1,7 +1,8 @@
 """KServe V2 / Open Inference Protocol over HTTP, shaped so ``tritonclient.http`` works unchanged.
 
 The protocol is decided in `pixelserve.service.protocol.v2`; these routes only read bodies, call it and write JSON
-(plus the binary tensor data extension for inference, see `v2_codec`). Besides the core protocol: the Triton
+(plus the binary tensor data extension for inference, see `v2_codec`). Inference is the endpoint the fast path
+answers (endpoints.py); its route here documents it and calls the same function. Besides the core protocol: the Triton
 extensions binary_tensor_data, classification, model_configuration, model_repository and statistics.
 """
 
@@ -16,14 +17,12 @@ from starlette.responses import Response
 from ..core.offload import Offloader
 from ..core.types import Core
 from ..errors import InvalidInput, ModelNotReady
-from ..observe.metrics import Metrics
 from ..protocol.v2 import metadata as v2_metadata
-from ..protocol.v2.infer import infer as v2_infer
 from ..protocol.v2.metadata import model_ref
 from ..settings import Settings
+from .endpoints import Endpoints, response
 from .limits import check_json_size, read_body
 from .routing import add_model_routes
-from .v2_codec import BINARY_OUTPUT, HEADER_LENGTH, decode_request, encode_response, inflate
 from .v2_codec import parse_json as parse_json_body
 
 
@@ -36,10 +35,10 @@ class JSON(Response):
         return orjson.dumps(content)
 
 
-async def _json_object(request: Request, offload: Offloader, limit: int) -> dict[str, Any]:
+async def _json_object(request: Request, settings: Settings, offload: Offloader) -> dict[str, Any]:
     """A repository route's JSON body: a few fields, so bounded by the JSON limit before it is parsed."""
-    body = await read_body(request, offload)
-    check_json_size(len(body), limit, "the JSON body")
+    body = await read_body(request.scope, request.receive, settings.max_request_bytes, offload)
+    check_json_size(len(body), settings.max_json_bytes, "the JSON body")
     if not body.strip():
         return {}
     parsed = await offload.sized(len(body), parse_json_body, body, "request")
@@ -64,7 +63,8 @@ def create_v2_health_router(core: Core) -> APIRouter:
     return router
 
 
-def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: Offloader) -> APIRouter:
+def create_v2_router(core: Core, settings: Settings, endpoints: Endpoints) -> APIRouter:
+    offload = core.offload
     router = APIRouter(tags=["kserve-v2"])
 
     @router.get("/v2")
@@ -76,35 +76,24 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: 
     async def all_statistics() -> JSON:
         return JSON(v2_metadata.statistics(core.model_stats()))
 
-    async def statistics(name: str, version: int | None = None) -> JSON:
+    async def statistics(name: str, version: str | None = None) -> JSON:
         return JSON(v2_metadata.statistics(core.model_stats(model_ref(name, version))))
 
-    async def metadata(name: str, version: int | None = None) -> JSON:
+    async def metadata(name: str, version: str | None = None) -> JSON:
         return JSON(v2_metadata.model_metadata(core.model_info(model_ref(name, version))))
 
-    async def model_ready(name: str, version: int | None = None) -> Response:
+    async def model_ready(name: str, version: str | None = None) -> Response:
         if not v2_metadata.model_ready(core, model_ref(name, version)):
             raise ModelNotReady(f"model {name!r} is not ready")
         return Response(status_code=200)
 
-    async def config(name: str, version: int | None = None) -> JSON:
+    async def config(name: str, version: str | None = None) -> JSON:
         return JSON(v2_metadata.model_config(core.model_info(model_ref(name, version)), settings))
 
-    async def infer(request: Request, name: str, version: int | None = None) -> Response:
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
         """JSON or binary-tensor inference: UINT8 / FP32 pixels (NHWC, as the metadata says) or BYTES holding
-        encoded image files, one element per image."""
-        with core.request("infer", name, "rest"):
-            body = await read_body(request, offload)
-            encoding = request.headers.get("content-encoding", "")
-            if encoding:  # inflating may produce up to max_request_bytes whatever the body size: off the loop
-                body = await offload.always(inflate, body, encoding, settings.max_request_bytes)
-            header_length, ref = request.headers.get(HEADER_LENGTH), model_ref(name, version)
-            decoded = await offload.sized(len(body), decode_request, body, header_length, ref, settings.max_json_bytes)
-            response = await v2_infer(core, decoded)
-            size = sum(t.array.nbytes for t in response.outputs)
-            binary = bool(decoded.parameters.get(BINARY_OUTPUT, False))
-            content, headers = await offload.sized(size, encode_response, response, binary)
-        return Response(content=content, headers=headers)
+        encoded image files, one element per image. (The fast path answers it; the route documents it.)"""
+        return response(await endpoints.v2_infer(request.scope, request.receive, name, version))
 
     for suffix, endpoint, method in (
         ("/stats", statistics, "GET"),
@@ -118,14 +107,14 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: 
     @router.post("/v2/repository/index")
     async def repository_index(request: Request) -> JSON:
         """Every version with its state; ``{"ready": true}`` keeps only the ready ones."""
-        ready_only = (await _json_object(request, offload, settings.max_json_bytes)).get("ready", False) is True
+        ready_only = (await _json_object(request, settings, offload)).get("ready", False) is True
         return JSON(v2_metadata.repository_index(core.index(), ready_only=ready_only))
 
     @router.post("/v2/repository/models/{name}/load")
     async def load(request: Request, name: str) -> Response:
         """(Re)load a model from the repository; config or file overrides are refused, the repository is the
         one source of truth."""
-        parameters = (await _json_object(request, offload, settings.max_json_bytes)).get("parameters") or {}
+        parameters = (await _json_object(request, settings, offload)).get("parameters") or {}
         if not isinstance(parameters, dict):
             raise InvalidInput("parameters must be a JSON object")
         overrides = sorted(k for k in parameters if k == "config" or k.startswith("file:"))
@@ -136,7 +125,7 @@ def create_v2_router(core: Core, settings: Settings, metrics: Metrics, offload: 
 
     @router.post("/v2/repository/models/{name}/unload")
     async def unload(request: Request, name: str) -> Response:
-        await _json_object(request, offload, settings.max_json_bytes)
+        await _json_object(request, settings, offload)
         await core.unload(name)
         return Response(status_code=200)
 
