@@ -40,9 +40,11 @@ def test_auto_uses_cuda_only_when_it_really_runs(repository_template: Path) -> N
 
 
 def test_auto_falls_back_once_and_then_goes_straight_to_cpu(repository_template: Path, caplog, monkeypatch) -> None:
-    """A driver is there (pretended, where there is none) but CUDA cannot start: one warning, then CPU."""
+    """A driver is there (pretended, where there is none) but CUDA cannot start: one warning, then CPU. With the
+    CPU build of onnxruntime ([serve]'s) there is no CUDA provider to try: CPU at once, nothing to warn about."""
     if cuda_really_works(repository_template):
         pytest.skip("CUDA works here; there is no fallback to observe")
+    warnings = 1 if CUDA in ort.get_available_providers() else 0
     monkeypatch.setattr(runtime, "nvidia_driver_present", lambda: True)
     factory = SessionFactory(Settings(device="auto"))
     with caplog.at_level(logging.WARNING, logger="pixelserve.service.core.runtime"):
@@ -50,7 +52,7 @@ def test_auto_falls_back_once_and_then_goes_straight_to_cpu(repository_template:
         second = factory.create(model_path(repository_template))
     assert first.provider == second.provider == CPU
     assert second.session.get_providers() == [CPU], "the second session must not try CUDA again"
-    assert len([r for r in caplog.records if "not usable" in r.message]) == 1
+    assert len([r for r in caplog.records if "not usable" in r.message]) == warnings
 
 
 def test_cpu_device_registers_only_the_cpu_provider(repository_template: Path) -> None:
