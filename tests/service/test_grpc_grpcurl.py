@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from pixelserve.modelspec import OUTPUT_PROBABILITIES
 from tests.service.grpc_support import grpc_server
-from tests.service.models import CLASSIFIER, LABELS, encode_image, random_images, reference_session
+from tests.service.models import AUTOENCODER, CLASSIFIER, LABELS, encode_image, random_images, reference_session
 
 KEY = "s3cret"
 
@@ -91,3 +91,14 @@ async def test_classify_with_json_needs_the_key_and_matches_onnxruntime(address,
         best = int(np.argmax(row))
         assert top["label"] == LABELS[best] and top.get("index", 0) == best
         assert top["probability"] == pytest.approx(float(row[best]), rel=1e-6)
+
+
+async def test_get_model_shows_model_json_through_reflection(address) -> None:
+    """ModelMetadata.spec is a google.protobuf.Struct: reflection serves struct.proto too, so grpcurl prints
+    model.json as JSON, as REST's metadata shows it."""
+    body = json.dumps({"model": AUTOENCODER})
+    code, output = await grpcurl("-H", f"x-api-key: {KEY}", "-d", body, address, "pixelserve.v1.PixelServe/GetModel")
+    assert code == 0, output
+    spec = json.loads(output)["spec"]
+    assert spec["name"] == AUTOENCODER and spec["task"] == "reconstruct"
+    assert spec["anomaly"]["value"] > 0 and spec["preprocessing"]["height"] == 8
