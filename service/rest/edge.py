@@ -11,10 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..context import RequestContext, current
 from ..hooks import Hooks
 from .app import is_internal
+from .errors import CLIENT_LEFT
 
 PROBES = re.compile(r"^/(metrics$|v2/health/|v2/models/[^/]+(/versions/[^/]+)?/ready$)")
 TASK_ROUTE = re.compile(r"^/v1/models/([^/:]+)(?:/versions/[^/:]+)?:(\w+)$")
-CLIENT_LEFT = 499  # nginx's "client closed request": neither an answer nor a server fault
 V2_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?(/infer)?$")
 
 

@@ -23,7 +23,7 @@ from ..errors import ClientLeft, InvalidInput, Overloaded, ServiceError, mapping
 log = logging.getLogger(__name__)
 
 V2_PREFIX = "/v2"
-CLIENT_LEFT = 499
+CLIENT_LEFT = 499  # nginx's "client closed request": neither an answer nor a server fault
 DEFAULT_RETRY_AFTER_S = 1
 
 
