@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -177,11 +178,7 @@ class TracingHook(RequestHook):
         self.tracing.shutdown()  # flushes the spans still buffered
 
 
-_GRPC_CODES = {"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
-               "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9,
-               "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
-               "DATA_LOSS": 15, "UNAUTHENTICATED": 16}  # fmt: skip
-
-
 def _grpc_code_value(name: str) -> int:
-    return _GRPC_CODES.get(name, 2)
+    """The numeric code of a gRPC status name (as the edge records it), UNKNOWN for anything else."""
+    code = grpc.StatusCode.__members__.get(name, grpc.StatusCode.UNKNOWN)
+    return int(code.value[0])
