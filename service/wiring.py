@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from .core.core import InferenceCore
 from .hooks import Hooks, RequestHook
 from .observe.metrics import Metrics, RequestMetrics
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # imported only when they are on
     from .observe.access_log import AccessLog
@@ -47,9 +50,15 @@ def serving_core(settings: Settings, metrics: Metrics) -> InferenceCore:
     imports its SDK only then). Raises ValueError for a payload log or exporter the settings cannot have."""
     tracing = access = None
     if settings.tracing:
-        from .observe.tracing import Tracing
+        from .observe.exporters import describe, sdk_disabled
 
-        tracing = Tracing()
+        if sdk_disabled():
+            log.warning("--tracing is on but OTEL_SDK_DISABLED=true: no spans and no trace context")
+        else:
+            from .observe.tracing import Tracing
+
+            tracing = Tracing()
+            log.info(describe())
     if settings.access_log:
         from .observe.access_log import AccessLog
 

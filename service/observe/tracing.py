@@ -7,9 +7,8 @@ and giving it back in the response; its children are ``decode`` (decoding and pr
 wait in the batcher), ``compute`` (its batch in onnxruntime) and ``encode`` (the response). Each executed batch
 is a span of its own, ``batch``, linked to every request span it served (a batch serves many traces).
 
-The exporter and service name come from the standard variables: ``OTEL_TRACES_EXPORTER=console|otlp`` (otlp
-needs the `[otlp]` extra; ``OTEL_EXPORTER_OTLP_ENDPOINT`` and the other ``OTEL_EXPORTER_OTLP_*`` apply) and
-``OTEL_SERVICE_NAME`` (default "pixelserve").
+The exporters come from the standard variables (`exporters.py`: OTLP over http/protobuf or gRPC by default,
+console, none) and the service name from ``OTEL_SERVICE_NAME`` (default "pixelserve").
 """
 
 from __future__ import annotations
@@ -25,11 +24,12 @@ import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
 
 from ..context import RequestContext
 from ..hooks import RequestHook
+from .exporters import exporters
 
 if TYPE_CHECKING:
     from ..core.calls import Call
@@ -37,25 +37,13 @@ if TYPE_CHECKING:
 TRACER_NAME = "pixelserve"
 
 
-def _exporter() -> SpanExporter:
-    choice = os.environ.get("OTEL_TRACES_EXPORTER", "console").split(",")[0].strip().lower()
-    if choice == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError as exc:
-            raise ValueError("OTEL_TRACES_EXPORTER=otlp needs the exporter: pip install 'pixelserve[otlp]'") from exc
-        return OTLPSpanExporter()
-    if choice == "console":
-        return ConsoleSpanExporter()
-    raise ValueError(f"OTEL_TRACES_EXPORTER={choice!r} is not supported here: use console or otlp")
-
-
 class Tracing:
     def __init__(self, processor: SpanProcessor | None = None) -> None:
         """`processor`: where spans go (tests pass an in-memory one); default: the OTEL_* configured exporter."""
         name = os.environ.get("OTEL_SERVICE_NAME", "pixelserve")
         self.provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
-        self.provider.add_span_processor(processor or BatchSpanProcessor(_exporter()))
+        for each in [processor] if processor is not None else [BatchSpanProcessor(e) for e in exporters()]:
+            self.provider.add_span_processor(each)
         self.tracer = self.provider.get_tracer(TRACER_NAME)
 
     def batch(self, start_ns: int, end_ns: int, served: Sequence[SpanContext], size: int) -> SpanContext:
