@@ -11,15 +11,16 @@ USAGE = """usage: pixelserve <command> [options]
        pixelserve --version
 
 commands:
-  train      train a recipe and export it into the model repository   (needs the [train] extra)
+  train      train a recipe and export it into the model repository    (needs the [train] extra)
   evaluate   measure an exported model on the real test split          (needs the [train] extra)
   export     export a finished training run again                      (needs the [train] extra)
   quantize   make an int8 variant <name>-int8 if it passes its gates   (needs the [train] extra)
   recipes    list the named recipes and their settings                 (needs the [train] extra)
   serve      serve a model repository over REST and gRPC               (needs the [serve] extra)
   score      batch-score images with a model                           (needs the [serve] extra)
-  verify     check served models against their golden sets            (needs the [serve] extra)
+  verify     check served models against their golden sets             (needs the [serve] extra)
   dataset    turn payload logs into an image-folder dataset for train  (needs the [serve] extra)
+  probe      health-check the server in this container                 (needs the [serve] extra)
 
 Run `pixelserve <command> --help` for a command's options.
 """
@@ -62,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:
             return _missing("serve", exc)
         return verify.main(rest)
+    if command == "probe":
+        try:
+            from pixelserve.service.tools import probe
+        except ImportError as exc:
+            return _missing("serve", exc)
+        return probe.main(rest)
     if command == "dataset":
         try:
             from pixelserve.service.tools import dataset

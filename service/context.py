@@ -26,6 +26,7 @@ class RequestContext:
     name: str
     metadata: dict[str, str]  # request headers or invocation metadata, lower-case keys, first value wins
     client: str | None = None
+    key: str | None = None  # the fingerprint of the API key presented, when it is a valid one
     method: str | None = None  # HTTP
     path: str | None = None  # HTTP
     task: str | None = None

@@ -70,6 +70,14 @@ class Settings(CommandSettings):
     max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1, description="largest decoded image (width*height)")
     max_batch_images: int = Field(256, ge=1, description="most images in one request")
     api_key: SecretStr | None = Field(None, description="when set, every request needs it")
+    api_key_file: Path | None = Field(
+        None, description="API keys, one per line, all valid at once (with api_key too); re-read when it changes"
+    )
+    tls_cert_file: Path | None = Field(None, description="certificate chain (PEM): HTTPS and gRPC over TLS")
+    tls_key_file: Path | None = Field(None, description="the certificate's private key (PEM)")
+    tls_client_ca_file: Path | None = Field(
+        None, description="CA bundle (PEM) for mutual TLS: a client without a certificate it signed is refused"
+    )
     allow_repository_control: bool = Field(
         False, description="allow load and unload over REST and gRPC (hot reload from disk works either way)"
     )

@@ -1,16 +1,16 @@
-"""The optional API key for gRPC: metadata ``x-api-key: KEY`` or ``authorization: Bearer KEY``.
+"""The optional API keys for gRPC (security/keys.py): metadata ``x-api-key: KEY`` or ``authorization: Bearer KEY``.
 
 Health and reflection stay open so probes and grpcurl work without the key.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
 from ..errors import Unauthenticated, mapping_for
+from ..security.keys import KeyRing
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -47,8 +47,8 @@ def _rejecting(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHa
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, api_key: str) -> None:
-        self._key = api_key.encode()
+    def __init__(self, ring: KeyRing) -> None:
+        self._ring = ring
 
     async def intercept_service(
         self,
@@ -58,9 +58,8 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
-        key = presented_key(details.invocation_metadata)
-        if key is None:
-            return _rejecting(handler, "missing API key: send metadata x-api-key or authorization: Bearer")
-        if not hmac.compare_digest(key.encode(), self._key):
-            return _rejecting(handler, "wrong API key")
+        try:
+            self._ring.check(presented_key(details.invocation_metadata))
+        except Unauthenticated as refused:
+            return _rejecting(handler, str(refused))
         return handler

@@ -9,7 +9,7 @@ gone (reading its peer crashed the process)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -40,8 +40,10 @@ def _ended(context: grpc.aio.ServicerContext, error: BaseException) -> str:
     return status_code_name(error)
 
 
-def with_hooks(hooks: Hooks) -> Callable[[Behavior, str, bool], Behavior]:
-    """A registration-time wrapper (see wire.add_guarded) calling `hooks` around each call."""
+def with_hooks(hooks: Hooks, identify: Callable[[Mapping[str, str]], str | None] | None = None
+               ) -> Callable[[Behavior, str, bool], Behavior]:  # fmt: skip
+    """A registration-time wrapper (see wire.add_guarded) calling `hooks` around each call. `identify`: which
+    API key a call presents, by fingerprint (security/keys.py)."""
 
     def wrap(behavior: Behavior, method: str, response_streaming: bool) -> Behavior:
         rpc = method.lstrip("/")
@@ -53,6 +55,8 @@ def with_hooks(hooks: Hooks) -> Callable[[Behavior, str, bool], Behavior]:
                 if isinstance(value, str):
                     metadata.setdefault(key, value)
             ctx = RequestContext("grpc", rpc, metadata, client=context.peer(), task=task)
+            if identify is not None:
+                ctx.key = identify(metadata)
             current.set(ctx)  # each call runs in a task of its own: nothing to reset
             hooks.opened(ctx)
             if ctx.trailers:

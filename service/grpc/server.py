@@ -12,6 +12,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ..core.types import Core
 from ..observe.metrics import Metrics
+from ..security.keys import KeyRing
+from ..security.tls import ServerTls
 from ..settings import Settings
 from .auth import ApiKeyInterceptor
 from .edge import with_hooks
@@ -55,14 +57,15 @@ def bind_address(settings: Settings) -> str:
 
 
 def create_grpc_server(
-    core: Core,
-    settings: Settings,
-    metrics: Metrics,
+    core: Core, settings: Settings, metrics: Metrics, keys: KeyRing | None = None, tls: ServerTls | None = None
 ) -> grpc.aio.Server:
     """The server with its port bound (port 0 picks a free one; see the log line) but not started. When the
     core's operations hooks work at the edge (access log, tracing), every call of the task and V2 services
-    goes through them (health checks do not)."""
-    interceptors = [ApiKeyInterceptor(settings.api_key.get_secret_value())] if settings.api_key else []
+    goes through them (health checks do not). `keys` and `tls` are shared with the REST server (default: read
+    from the settings)."""
+    keys = keys if keys is not None else KeyRing.from_settings(settings)
+    tls = tls if tls is not None else ServerTls.from_settings(settings)
+    interceptors = [ApiKeyInterceptor(keys)] if keys is not None else []
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -78,7 +81,8 @@ def create_grpc_server(
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
     )
-    wrappers: list[Wrapper] = [with_hooks(core.hooks)] if core.hooks.edge else []
+    identify = keys.identify if keys is not None else None
+    wrappers: list[Wrapper] = [with_hooks(core.hooks, identify)] if core.hooks.edge else []
     add_guarded(pixelserve_pb2_grpc.add_PixelServeServicer_to_server, TaskServicer(core, settings, metrics), server,
                 wrappers, core.offload.sized)  # fmt: skip
     add_guarded(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
@@ -88,6 +92,6 @@ def create_grpc_server(
         (TASK_SERVICE, V2_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server, pool=reflection_pool()
     )
     address = bind_address(settings)
-    port = server.add_insecure_port(address)
-    log.info("gRPC bound to %s (port %d)", address, port)
+    port = server.add_secure_port(address, tls.grpc_credentials()) if tls else server.add_insecure_port(address)
+    log.info("gRPC bound to %s (port %d%s)", address, port, ", TLS" if tls else "")
     return server

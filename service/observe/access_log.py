@@ -11,7 +11,8 @@ Fields: ``time`` (UTC ISO 8601, when the request arrived), ``protocol`` (http or
 ``model`` and ``version`` (the version that served it; the model named in the route when none did),
 ``task``, ``request_id`` (the client's ``x-request-id`` or a new
 one, given back in the response), ``trace_id`` with tracing on, ``client``, ``bytes_in`` / ``bytes_out``
-(HTTP) and ``user_agent``. Credentials (the API key header, ``authorization``) are never logged.
+(HTTP), ``user_agent`` and ``key`` (the fingerprint of the API key used, when keys are on). Credentials (the API
+key header, ``authorization``) are never logged.
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ class AccessLogHook(RequestHook):
             "trace_id": ctx.trace_id,
             "client": ctx.client,
         }
+        if ctx.key is not None:
+            entry["key"] = ctx.key
         if ctx.protocol == "rest":
             entry |= {"bytes_in": ctx.wire_bytes, "bytes_out": ctx.bytes_out}
         entry["user_agent"] = (ctx.metadata.get("user-agent") or "")[:256] or None

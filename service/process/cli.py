@@ -15,6 +15,8 @@ from pixelserve.commandline import parse
 
 from ..core.runtime import runtime_line
 from ..observe.metrics import Metrics
+from ..security.keys import KeyRing
+from ..security.tls import ServerTls
 from ..settings import Settings
 from ..wiring import serving_core
 from .server import serve
@@ -56,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     metrics = Metrics()
     try:
         core = serving_core(settings, metrics)
-    except ValueError as exc:  # a payload log or tracing exporter the settings cannot have
+        keys, tls = KeyRing.from_settings(settings), ServerTls.from_settings(settings)
+    except ValueError as exc:  # a payload log, exporter, key file or TLS file the settings cannot have
         print(f"pixelserve serve: {exc}", file=sys.stderr)
         return 2
     try:
         with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
-            runner.run(serve(core, settings, metrics))
+            runner.run(serve(core, settings, metrics, keys=keys, tls=tls))
     except Exception:
         logging.getLogger("pixelserve.service.process.cli").exception("serving failed")
         return 1

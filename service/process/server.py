@@ -30,6 +30,8 @@ from ..grpc.server import create_grpc_server
 from ..observe.metrics import Metrics
 from ..rest.app import INTERNAL, create_app
 from ..rest.connections import guarded_protocol, uploads_in_progress
+from ..security.keys import KeyRing
+from ..security.tls import ServerTls
 from ..settings import Settings
 from .workers import METRICS_DIR_ENV, StatsExchange, worker_index
 
@@ -41,11 +43,34 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class _HttpServer(uvicorn.Server):
-    """uvicorn without its own signal handling: `serve` owns the signals for both servers."""
+    """uvicorn without its own signal handling (`serve` owns the signals for both servers), and with TLS
+    handshakes bounded by the header deadline (asyncio's default is 60 s: a client could hold a connection
+    that long by starting a handshake and stalling)."""
+
+    handshake_timeout_s = 10.0
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up for sockets already bound (what `serve` passes), plus the handshake deadline."""
+        config = self.config
+        if config.ssl is None or sockets is None:
+            await super().startup(sockets)
+            return
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            raise SystemExit(3)  # uvicorn's STARTUP_FAILURE
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return config.http_protocol_class(config=config, server_state=self.server_state,  # type: ignore[call-arg]
+                                              app_state=self.lifespan.state, _loop=_loop)  # fmt: skip
+
+        loop = asyncio.get_running_loop()
+        tls = {"ssl": config.ssl, "ssl_handshake_timeout": self.handshake_timeout_s, "backlog": config.backlog}
+        self.servers = [await loop.create_server(create_protocol, sock=sock, **tls) for sock in sockets]
+        self.started = True
 
 
 class _Stop:
@@ -149,8 +174,10 @@ async def _drain(core: InferenceCore, http: _HttpServer, stop: _Stop, deadline: 
         await asyncio.sleep(POLL_S)
 
 
-async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> None:
-    """Serve REST and gRPC until a signal (or the HTTP server ending), then shut down gracefully.
+async def serve(core: InferenceCore, settings: Settings, metrics: Metrics, *, keys: KeyRing | None = None,
+                tls: ServerTls | None = None) -> None:  # fmt: skip
+    """Serve REST and gRPC until a signal (or the HTTP server ending), then shut down gracefully. `keys` and
+    `tls`: the API keys and TLS files both ports share (default: read from the settings).
 
     A single server listens first and loads its models after, so probes see it alive (and not ready) while it
     loads. A worker of several loads first: on a shared port the kernel would hand connections to a worker
@@ -159,22 +186,27 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
     if worker:
         log.info("worker %d: loading models before listening", worker_index())
         await core.start()
-    grpc_server = create_grpc_server(core, settings, metrics)
+    keys = keys if keys is not None else KeyRing.from_settings(settings)
+    tls = tls if tls is not None else ServerTls.from_settings(settings)
+    grpc_server = create_grpc_server(core, settings, metrics, keys, tls)
     sock = http_socket(settings)
-    app = create_app(core, settings, metrics)
-    http = _HttpServer(
-        uvicorn.Config(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            lifespan="on",
-            log_level=logging.getLevelName(settings.log_level.upper()),
-            access_log=False,
-            timeout_graceful_shutdown=max(settings.drain_grace_s, 1.0),
-            http=guarded_protocol(settings, metrics),
-            timeout_keep_alive=settings.keep_alive_timeout_s,
-        )
+    app = create_app(core, settings, metrics, keys)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        lifespan="on",
+        log_level=logging.getLevelName(settings.log_level.upper()),
+        access_log=False,
+        timeout_graceful_shutdown=max(settings.drain_grace_s, 1.0),
+        http=guarded_protocol(settings, metrics),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
     )
+    config.load()
+    if tls is not None:
+        config.ssl = tls.ssl_context()  # uvicorn's own TLS, with a context that `tls.watch` keeps current
+    http = _HttpServer(config)
+    http.handshake_timeout_s = settings.header_timeout_s
     stop = _Stop(http)
     loop = asyncio.get_running_loop()
     raise_descriptor_limit()
@@ -184,6 +216,7 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
         for sig in SIGNALS:
             loop.add_signal_handler(sig, stop.on_signal, sig)
     http_task: asyncio.Task[None] | None = None
+    watch = asyncio.create_task(tls.watch()) if tls is not None else None
     try:
         await grpc_server.start()
         await warm_routes(app)
@@ -194,7 +227,9 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
             await http_task  # raises the startup failure
         port = sock.getsockname()[1]
         loading = "" if worker else "; loading models"
-        log.info("start: HTTP on %s:%d, gRPC on port %d%s", settings.http_host, port, settings.grpc_port, loading)
+        secure = f", TLS{' (mutual)' if tls.mutual else ''} on both" if tls is not None else ""
+        log.info("start: HTTP on %s:%d, gRPC on port %d%s%s", settings.http_host, port, settings.grpc_port, secure,
+                 loading)  # fmt: skip
         if not worker:
             await core.start()
         else:
@@ -217,6 +252,8 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics) -> No
         http.should_exit = True
         await asyncio.gather(grpc_server.stop(grace), http_task)
     finally:
+        if watch is not None:
+            watch.cancel()
         if http_task is not None and not http_task.done():  # an error above: stop without waiting
             http.should_exit = http.force_exit = True
             with contextlib.suppress(Exception):

@@ -14,6 +14,7 @@ import pixelserve
 
 from ..core.types import Core
 from ..observe.metrics import Metrics
+from ..security.keys import KeyRing
 from ..settings import Settings
 from .artifacts import create_artifact_router
 from .auth import api_key_guard
@@ -41,23 +42,21 @@ def is_internal(scope: Scope) -> bool:
     return INTERNAL in (scope.get("extensions") or ())
 
 
-def create_app(
-    core: Core,
-    settings: Settings,
-    metrics: Metrics,
-) -> ASGIApp:
-    """A new app around a started (or starting) core; no globals, so tests can build several.
+def create_app(core: Core, settings: Settings, metrics: Metrics, keys: KeyRing | None = None) -> ASGIApp:
+    """A new app around a started (or starting) core; no globals, so tests can build several. `keys`: the API
+    keys, shared with the gRPC server (default: read from the settings).
 
     The hot routes are served by `FastPath` in front of FastAPI; CORS, when configured, wraps both; when the
     core's operations hooks work at the edge (access log, tracing), the request edge wraps it all."""
+    keys = keys if keys is not None else KeyRing.from_settings(settings)
     endpoints = Endpoints(core, settings)  # one set for both edges
-    app: ASGIApp = FastPath(create_api(core, settings, metrics, endpoints), endpoints, settings)
+    app: ASGIApp = FastPath(create_api(core, settings, metrics, endpoints, keys), endpoints, keys)
     if settings.cors_origins:
         app = CORSMiddleware(app, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     if core.hooks.edge:
         from .edge import RequestEdge
 
-        app = RequestEdge(app, core.hooks)
+        app = RequestEdge(app, core.hooks, keys.identify if keys is not None else None)
     return app
 
 
@@ -69,15 +68,17 @@ def _no_native_telemetry() -> dict[str, Any]:
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
 
 
-def create_api(core: Core, settings: Settings, metrics: Metrics, endpoints: Endpoints | None = None) -> FastAPI:
+def create_api(core: Core, settings: Settings, metrics: Metrics, endpoints: Endpoints | None = None,
+               keys: KeyRing | None = None) -> FastAPI:  # fmt: skip
     """Every route as FastAPI: the OpenAPI schema, and everything the fast path does not answer itself; the hot
-    routes call the fast path's `endpoints`."""
+    routes call the fast path's `endpoints`. `keys`: default, read from the settings."""
+    keys = keys if keys is not None else KeyRing.from_settings(settings)
     endpoints = endpoints if endpoints is not None else Endpoints(core, settings)
     app = FastAPI(title="pixelserve", version=pixelserve.__version__, description=DESCRIPTION, **_no_native_telemetry())
     install_error_handler(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
 
-    protected = [Depends(api_key_guard(settings.api_key))] if settings.api_key is not None else []
+    protected = [Depends(api_key_guard(keys))] if keys is not None else []
     app.include_router(create_v2_health_router(core))
     app.include_router(create_task_router(core, endpoints), dependencies=protected)
     app.include_router(create_v2_router(core, settings, endpoints), dependencies=protected)

@@ -1,19 +1,17 @@
-"""The optional API key, decided once for both REST edges: the hot routes call `KeyCheck` on the raw headers,
-and the FastAPI routes call the same check from a dependency declared as FastAPI security, so /docs offers an
-"Authorize" button."""
+"""The optional API keys (security/keys.py), checked once for both REST edges: the hot routes call `KeyCheck` on
+the raw headers, and the FastAPI routes call the same check from a dependency declared as FastAPI security, so
+/docs offers an "Authorize" button."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
 from starlette.types import Scope
 
-from ..errors import Unauthenticated
+from ..security.keys import KeyRing, presented
 
 API_KEY_HEADER = "X-API-Key"
 _KEY_NAME = API_KEY_HEADER.lower().encode()
@@ -26,20 +24,13 @@ class KeyCheck:
     """``X-API-Key: <key>`` or ``Authorization: Bearer <key>``; an empty one counts as not sent. The comparison
     is constant-time, so response timing does not leak how much of a guess was right."""
 
-    __slots__ = ("_expected",)
+    __slots__ = ("_ring",)
 
-    def __init__(self, api_key: SecretStr) -> None:
-        self._expected = api_key.get_secret_value().encode()
+    def __init__(self, ring: KeyRing) -> None:
+        self._ring = ring
 
     def check(self, api_key: str | None, authorization: str | None) -> None:
-        supplied = api_key or None
-        if supplied is None and authorization:
-            scheme, _, credentials = authorization.partition(" ")
-            supplied = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
-        if supplied is None:
-            raise Unauthenticated(f"missing API key: send {API_KEY_HEADER}: <key> or Authorization: Bearer <key>")
-        if not hmac.compare_digest(supplied.encode(), self._expected):
-            raise Unauthenticated("wrong API key")
+        self._ring.check(presented({"x-api-key": api_key or "", "authorization": authorization or ""}))
 
     def check_scope(self, scope: Scope) -> None:
         """The check on an ASGI request's raw headers (the hot routes)."""
@@ -52,10 +43,10 @@ class KeyCheck:
         self.check(api_key, authorization)
 
 
-def api_key_guard(api_key: SecretStr) -> Callable[..., Awaitable[None]]:
+def api_key_guard(ring: KeyRing) -> Callable[..., Awaitable[None]]:
     """The FastAPI dependency: the security parameters document the two ways in for /docs; the request's own
     headers go to the one check."""
-    keys = KeyCheck(api_key)
+    keys = KeyCheck(ring)
 
     async def require_api_key(
         request: Request,

@@ -5,6 +5,7 @@ access log, tracing); the server's own warm-up requests pass untouched."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,15 +44,20 @@ def context_of(scope: Scope) -> RequestContext:
 
 
 class RequestEdge:
-    def __init__(self, app: ASGIApp, hooks: Hooks) -> None:
+    """`identify`: which API key a request presents, by fingerprint (security/keys.py), for the hooks."""
+
+    def __init__(self, app: ASGIApp, hooks: Hooks, identify: Callable[[Mapping[str, str]], str | None] | None = None):
         self.app = app
         self.hooks = hooks
+        self.identify = identify
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or is_internal(scope):
             await self.app(scope, receive, send)
             return
         ctx = context_of(scope)
+        if self.identify is not None:
+            ctx.key = self.identify(ctx.metadata)
         token = current.set(ctx)
         self.hooks.opened(ctx)
         given_back = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (*ctx.headers, *ctx.trailers)]

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ClientLeft, ServiceError
-from ..settings import Settings
+from ..security.keys import KeyRing
 from .auth import KeyCheck
 from .endpoints import Endpoints, Reply
 from .errors import client_left_response, service_error_response
@@ -30,10 +30,10 @@ TASK = re.compile(r"^/v1/models/([^/:]+)(?:/versions/([^/:]+))?:(classify|denois
 
 
 class FastPath:
-    def __init__(self, app: ASGIApp, endpoints: Endpoints, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, endpoints: Endpoints, keys: KeyRing | None) -> None:
         self.app = app
         self.endpoints = endpoints
-        self.keys = KeyCheck(settings.api_key) if settings.api_key is not None else None
+        self.keys = KeyCheck(keys) if keys is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "HEAD":

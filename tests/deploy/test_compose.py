@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pixelserve.service.settings import Settings
 from tests.deploy.support import ROOT
@@ -43,7 +45,8 @@ def test_compose_config_rejects_a_broken_file(compose, tmp_path) -> None:
     assert result.returncode != 0 and "helthcheck" in result.stderr
 
 
-OTEL_VARIABLES = {"OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+OTEL_VARIABLES = {"OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                  "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SDK_DISABLED"}  # fmt: skip
 
 
 def test_every_server_setting_passes_through_from_the_environment(compose, monkeypatch) -> None:
@@ -75,7 +78,7 @@ def test_ports_models_and_shutdown_grace_as_documented(compose) -> None:
     assert (models["source"], models["target"], models["read_only"]) == (str(ROOT / "models"), "/models", True)
     grace_s = float(server["stop_grace_period"].removesuffix("s"))
     assert grace_s > Settings().drain_grace_s
-    assert server["build"]["args"]["EXTRAS"] == "serve"
+    assert server["build"]["args"]["EXTRAS"] == "serve,otlp,otlp-grpc"  # a locked flavour (test_image_lock.py)
     assert {(p["target"], p["published"]) for p in services["prometheus"]["ports"]} == {(9090, "9090")}
 
 
@@ -84,7 +87,7 @@ def test_gpu_profile_reserves_an_nvidia_gpu_and_uses_onnxruntime_gpu(compose) ->
     gpu = services["pixelserve-gpu"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
-    assert gpu["build"]["args"]["EXTRAS"] == "serve,gpu"  # the same extras as a GPU virtualenv
+    assert gpu["build"]["args"]["EXTRAS"] == "serve,gpu,otlp,otlp-grpc"  # a GPU virtualenv's extras, and OTLP
     # The CUDA and cuDNN libraries come as wheels with [gpu]: the same base image as the CPU variant.
     assert gpu["build"]["args"]["BASE_IMAGE"] == services["pixelserve"]["build"]["args"]["BASE_IMAGE"]
     assert "pixelserve" in gpu["networks"]["default"]["aliases"]  # Prometheus scrapes it under the same name
@@ -114,3 +117,27 @@ def test_host_override_puts_every_service_on_the_host_network(compose) -> None:
         if "build" in service:
             assert service["build"]["network"] == "host", name
     assert services["prometheus"]["extra_hosts"] == ["pixelserve=127.0.0.1"]
+
+
+def test_the_tls_override_mounts_one_secrets_folder_for_every_file_setting(compose, tmp_path: Path,
+                                                                         monkeypatch) -> None:  # fmt: skip
+    """deploy/compose.tls.yml: the server's TLS and key files come from one read-only folder (so a replaced
+    file is seen), and Prometheus scrapes it over HTTPS with that folder's CA."""
+    files = [compose[0], "-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "deploy" / "compose.tls.yml")]
+    env = {**os.environ, "PIXELSERVE_SECRETS": str(tmp_path)}
+    out = subprocess.run([*files, "--profile", "gpu", "config", "--format", "json"], capture_output=True, text=True,
+                         env=env, check=True)  # fmt: skip
+    services = json.loads(out.stdout)["services"]
+    for name in SERVERS:
+        environment = services[name]["environment"]
+        paths = {k: v for k, v in environment.items() if k.endswith("_FILE") and v}
+        assert set(paths) == {"PIXELSERVE_TLS_CERT_FILE", "PIXELSERVE_TLS_KEY_FILE", "PIXELSERVE_API_KEY_FILE"}
+        (secrets,) = [v for v in services[name]["volumes"] if v["source"] == str(tmp_path)]
+        assert secrets["read_only"] and all(p.startswith(secrets["target"] + "/") for p in paths.values())
+        for key, value in environment.items():
+            monkeypatch.delenv(key, raising=False) if value is None else monkeypatch.setenv(key, value)
+        assert Settings().tls_cert_file is not None
+    scrape = [v for v in services["prometheus"]["volumes"] if v["target"] == "/etc/prometheus/prometheus.yml"]
+    assert scrape[0]["source"].endswith("prometheus-tls.yml")
+    job = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus-tls.yml").read_text())["scrape_configs"][0]
+    assert job["scheme"] == "https" and job["tls_config"]["ca_file"].startswith("/run/secrets/pixelserve/")

@@ -115,3 +115,29 @@ def test_kserve_inference_service_runs_our_image_with_v2_health() -> None:
     assert predictor["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": {"containers": [predictor]}}
     kubernetes_validate.validate(pod, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("overlay", ["tls", "mtls"])
+def test_the_tls_overlays_mount_secrets_for_every_file_setting_and_probe_over_tls(kubectl, overlay: str,
+                                                                                  monkeypatch) -> None:  # fmt: skip
+    manifests = render(kubectl, K8S / overlay)
+    for doc in manifests.values():
+        kubernetes_validate.validate(doc, KUBERNETES_VERSIONS[-1], strict=True)
+    spec = container(manifests)
+    files = {e["name"]: e["value"] for e in spec["env"] if e["name"].endswith("_FILE")}
+    settings = settings_from(files, monkeypatch)
+    assert settings.tls_cert_file is not None and settings.tls_key_file is not None and settings.api_key_file
+    assert (settings.tls_client_ca_file is not None) == (overlay == "mtls")
+    volumes = {v["name"]: v for v in manifests["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m for m in spec["volumeMounts"]}
+    for path in files.values():  # every file the server reads comes from a Secret, mounted read-only, not by subPath
+        (mount,) = [m for where, m in mounts.items() if path.startswith(where + "/")]
+        assert mount["readOnly"] and "subPath" not in mount  # a subPath mount never sees a Secret's update
+        assert "secret" in volumes[mount["name"]]
+    probes = [spec[name] for name in ("startupProbe", "readinessProbe", "livenessProbe")]
+    assert all("grpc" not in probe for probe in probes)  # kubelet gRPC probes cannot speak TLS
+    if overlay == "tls":
+        assert all(probe["httpGet"]["scheme"] == "HTTPS" for probe in probes)
+    else:  # the kubelet cannot present a client certificate: the probe runs in the container
+        assert all(probe["exec"]["command"][:2] == ["pixelserve", "probe"] and "httpGet" not in probe
+                   for probe in probes)  # fmt: skip
