@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.processes import BenchEnv
+from bench.processes import BenchEnv, Tls
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,17 @@ class Measurement:
     server_compute_us: float = 0.0
 
 
+def tls_flags(protocol: str, tls: Tls | None) -> list[str]:
+    """perf_analyzer's flags for a server certificate from `tls.ca` (None: plaintext)."""
+    if tls is None:
+        return []
+    if protocol == "grpc":
+        return ["--ssl-grpc-use-ssl", "true", "--ssl-grpc-root-certifications-file", str(tls.ca)]
+    return ["--ssl-https-ca-certificates-file", str(tls.ca)]
+
+
 def perf_analyzer(
-    env: BenchEnv, url: str, protocol: str, model: str, concurrency: int, interval_ms: int
+    env: BenchEnv, url: str, protocol: str, model: str, concurrency: int, interval_ms: int, tls: Tls | None = None
 ) -> Measurement:
     """One perf_analyzer measurement: batch-1 requests at a fixed concurrency until the window is stable.
 
@@ -41,7 +50,8 @@ def perf_analyzer(
             report = Path(tmp) / "report.csv"
             command = [str(env.perf_analyzer), "-m", model, "-u", url, "-i", protocol, "-b", "1",
                        f"--concurrency-range={concurrency}", f"--measurement-interval={interval_ms}",
-                       "--max-trials=10", f"--stability-percentage={stability}", "-f", str(report)]  # fmt: skip
+                       "--max-trials=10", f"--stability-percentage={stability}", "-f", str(report),
+                       *tls_flags(protocol, tls)]  # fmt: skip
             run = subprocess.run(command, capture_output=True, text=True, env={**os.environ,
                                  "LD_LIBRARY_PATH": env.library_path()}, timeout=600)  # fmt: skip
             if run.returncode == 0 and report.exists():

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCALHOST = "localhost"  # the name the benchmark's certificates carry (and 127.0.0.1)
 TRITON_TYPES = {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32", "int64": "TYPE_INT64"}
 
 
@@ -34,19 +36,43 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """The benchmark's own CA and a server certificate for localhost (made by `make_tls`)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls(folder: Path) -> Tls:
+    """A throwaway CA and server certificate, with `cryptography` (installed by [dev])."""
+    from tests.tls_support import Authority
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = Authority.create(folder, "bench-ca")
+    cert, key = ca.issue(folder, "bench-server")
+    return Tls(ca.pem, cert, key)
+
+
+@dataclass(frozen=True)
 class Endpoints:
     name: str
     http: str  # host:port
     grpc: str
+    tls: Tls | None = None  # set: HTTPS and gRPC over TLS (Triton: gRPC only, it has no HTTPS)
+    https: bool = False
 
 
-def wait_ready(http: str, process: subprocess.Popen, timeout_s: float = 180.0) -> None:
+def wait_ready(http: str, process: subprocess.Popen, timeout_s: float = 180.0, ca: Path | None = None) -> None:
+    """`ca`: the server speaks HTTPS with a certificate this CA signed."""
     deadline = time.monotonic() + timeout_s
+    context = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
+    scheme = "https" if ca is not None else "http"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before it was ready")
         try:
-            with urllib.request.urlopen(f"http://{http}/v2/health/ready", timeout=2) as response:
+            with urllib.request.urlopen(f"{scheme}://{http}/v2/health/ready", timeout=2, context=context) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -76,10 +102,13 @@ FROM_COPY = (
 
 @contextlib.contextmanager
 def pixelserve(repository: Path, extra_args: list[str], log: Path, *, name: str = "pixelserve",
-               installed: Path | None = None, env: dict[str, str] | None = None) -> Iterator[Endpoints]:  # fmt: skip
+               installed: Path | None = None, env: dict[str, str] | None = None,
+               tls: Tls | None = None) -> Iterator[Endpoints]:  # fmt: skip
     """`pixelserve serve` with its defaults (plus `extra_args`) on free loopback ports; `installed`: a folder
-    holding another version of the package (an earlier commit, for before/after runs)."""
+    holding another version of the package (an earlier commit, for before/after runs); `tls`: on both ports."""
     http, grpc = free_port(), free_port()
+    if tls is not None:
+        extra_args = [f"--tls-cert-file={tls.cert}", f"--tls-key-file={tls.key}", *extra_args]
     launcher = [sys.executable, "-c", FROM_COPY, str(installed)] if installed else [sys.executable, "-m", "pixelserve"]
     command = [*launcher, "serve", f"--model-repository={repository}",
                "--http-host=127.0.0.1", f"--http-port={http}", f"--grpc-port={grpc}", "--hot-reload=false",
@@ -88,8 +117,9 @@ def pixelserve(repository: Path, extra_args: list[str], log: Path, *, name: str 
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                    env={**os.environ, **(env or {})})  # fmt: skip
     try:
-        wait_ready(f"127.0.0.1:{http}", process)
-        yield Endpoints(name, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}")
+        host = LOCALHOST if tls is not None else "127.0.0.1"
+        wait_ready(f"{host}:{http}", process, ca=tls.ca if tls else None)
+        yield Endpoints(name, f"{host}:{http}", f"{host}:{grpc}", tls, https=tls is not None)
     finally:
         stop(process)
 
@@ -175,7 +205,9 @@ def write_backend(env: BenchEnv, target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def triton(model_dir: Path, env: BenchEnv, workdir: Path, max_batch: int, delay_us: int) -> Iterator[Endpoints]:
+def triton(model_dir: Path, env: BenchEnv, workdir: Path, max_batch: int, delay_us: int,
+           tls: Tls | None = None) -> Iterator[Endpoints]:  # fmt: skip
+    """tritonserver on free loopback ports; `tls`: its gRPC port over TLS (Triton's HTTP has no TLS)."""
     repository = workdir / "triton-models"
     write_triton_repository(model_dir, repository, env, max_batch, delay_us)
     backends = write_backend(env, workdir / "triton-backends")
@@ -184,11 +216,15 @@ def triton(model_dir: Path, env: BenchEnv, workdir: Path, max_batch: int, delay_
     command = [str(binary), f"--model-repository={repository}", f"--backend-directory={backends}",
                f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}", "--allow-metrics=false",
                "--log-verbose=0"]  # fmt: skip
+    if tls is not None:
+        command += ["--grpc-use-ssl=true", f"--grpc-server-cert={tls.cert}", f"--grpc-server-key={tls.key}",
+                    f"--grpc-root-cert={tls.ca}"]  # fmt: skip
     process_env = {**os.environ, "LD_LIBRARY_PATH": env.library_path()}
     with (workdir / "tritonserver.log").open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=process_env)
     try:
         wait_ready(f"127.0.0.1:{http}", process)
-        yield Endpoints("triton", f"127.0.0.1:{http}", f"127.0.0.1:{grpc}")
+        host = LOCALHOST if tls is not None else "127.0.0.1"
+        yield Endpoints("triton", f"127.0.0.1:{http}", f"{host}:{grpc}", tls)
     finally:
         stop(process)

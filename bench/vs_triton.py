@@ -2,6 +2,8 @@
 
     python3 -m venv .venv-bench && .venv-bench/bin/pip install '.[bench]'     # the anchor, once
     python -m bench.vs_triton --model mnist-classifier --rounds 2
+    python -m bench.vs_triton --tls              # both over TLS (Triton: gRPC only, it has no HTTPS)
+    python -m bench.vs_triton --before REV       # also pixelserve at an earlier commit, in the same run
 
 pixelserve runs with its defaults (`pixelserve serve`), Triton 2.51 (from nvidia-pytriton) with a
 Python-backend model running onnxruntime on the same file (max batch 64, 100 us delay, one intra-op thread).
@@ -14,9 +16,11 @@ task API (`:classify` with a PNG, OOD pairing included) against V2 raw tensors, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +30,8 @@ import onnxruntime as ort
 
 from bench import loadgen
 from bench.loadgen import Measurement
-from bench.processes import ROOT, BenchEnv, Endpoints, pixelserve, triton
+from bench.overhead import install
+from bench.processes import ROOT, BenchEnv, Endpoints, make_tls, pixelserve, triton
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
 
 
@@ -53,17 +58,36 @@ def in_process_best(model_path: Path, shape: list[int], seconds: float = 3.0) ->
 
 def compare(args: argparse.Namespace, env: BenchEnv, model_dir: Path, name: str, workdir: Path) -> dict:
     results: dict[str, dict[str, list[Measurement]]] = {}
-    with (
-        pixelserve(args.model_repository, args.pixelserve_arg, workdir / "pixelserve.log") as ours,
-        triton(model_dir, env, workdir, args.triton_max_batch, args.triton_delay_us) as anchor,
-    ):
+    tls = make_tls(workdir / "tls") if args.tls else None
+    with contextlib.ExitStack() as stack:
+        ours = stack.enter_context(pixelserve(args.model_repository, args.pixelserve_arg, workdir / "pixelserve.log",
+                                              tls=tls))  # fmt: skip
+        anchor = stack.enter_context(triton(model_dir, env, workdir, args.triton_max_batch, args.triton_delay_us, tls))
+        servers = [ours, anchor]
+        if args.before:
+            source = install(args.before, workdir / "before")
+            stack.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                            str(workdir / "before" / "src")], check=False)  # fmt: skip
+            servers.append(
+                stack.enter_context(
+                    pixelserve(
+                        workdir / "before" / "src" / "models",
+                        [],
+                        workdir / "before.log",
+                        name="before",
+                        installed=source,
+                    )
+                )
+            )
         for round_ in range(args.rounds):
             for protocol in args.protocols:
                 for c in args.concurrency:
-                    order = (ours, anchor) if (round_ + c) % 2 == 0 else (anchor, ours)
-                    for server in order:
+                    shift = (round_ + c) % len(servers)
+                    for server in servers[shift:] + servers[:shift]:
                         url = server.http if protocol == "http" else server.grpc
-                        m = loadgen.perf_analyzer(env, url, protocol, name, c, args.interval_ms)
+                        secure = server.tls if protocol == "grpc" or server.https else None
+                        url = f"https://{url}" if protocol == "http" and server.https else url
+                        m = loadgen.perf_analyzer(env, url, protocol, name, c, args.interval_ms, secure)
                         results.setdefault(f"{protocol} c={c}", {}).setdefault(server.name, []).append(m)
                         print(f"round {round_ + 1} {protocol} c={c} {server.name}: {m.throughput:.0f}/s "
                               f"p50 {m.p50_ms:.2f} ms", flush=True)  # fmt: skip
@@ -78,27 +102,35 @@ def task_api(ours: Endpoints, name: str, model_dir: Path, args: argparse.Namespa
     sample = loadgen.sample_requests(shape)
     v2_body, v2_headers, png = sample.v2_body, sample.v2_headers, sample.png
     out = {}
+    base = f"{'https' if ours.https else 'http'}://{ours.http}"
     for c in args.concurrency:
-        out[f"v2 c={c}"] = loadgen.wrk(f"http://{ours.http}/v2/models/{name}/infer", v2_body, v2_headers, c,
+        out[f"v2 c={c}"] = loadgen.wrk(f"{base}/v2/models/{name}/infer", v2_body, v2_headers, c,
                                        args.wrk_seconds)  # fmt: skip
-        out[f"classify c={c}"] = loadgen.wrk(f"http://{ours.http}/v1/models/{name}:classify", png,
+        out[f"classify c={c}"] = loadgen.wrk(f"{base}/v1/models/{name}:classify", png,
                                              {"Content-Type": "image/png"}, c, args.wrk_seconds)  # fmt: skip
     return out
 
 
 def report(run: dict, best: tuple[float, str], args: argparse.Namespace) -> str:
     machine = f"{platform.node()}, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+    before = any("before" in by_server for by_server in run["perf_analyzer"].values())
+    tls = " over TLS (Triton's HTTP: plaintext, it has no HTTPS)" if args.tls else ""
     lines = [
-        f"machine: {machine}; {time.strftime('%Y-%m-%d %H:%M')}",
+        f"machine: {machine}; {time.strftime('%Y-%m-%d %H:%M')}{tls}",
         "",
-        "| load | pixelserve /s | p50 ms | Triton /s | p50 ms | throughput ratio |",
-        "|---|---|---|---|---|---|",
+        "| load | pixelserve /s | p50 ms | Triton /s | p50 ms | throughput ratio |"
+        + (" before /s | p50 ms | before ÷ Triton |" if before else ""),
+        "|---|---|---|---|---|---|" + ("---|---|---|" if before else ""),
     ]
     for key, by_server in run["perf_analyzer"].items():
         ours = max(by_server["pixelserve"], key=lambda m: m.throughput)
         anchor = max(by_server["triton"], key=lambda m: m.throughput)
-        lines.append(f"| {key} | {ours.throughput:.0f} | {ours.p50_ms:.2f} | {anchor.throughput:.0f} | "
-                     f"{anchor.p50_ms:.2f} | {ours.throughput / anchor.throughput:.2f}x |")  # fmt: skip
+        row = (f"| {key} | {ours.throughput:.0f} | {ours.p50_ms:.2f} | {anchor.throughput:.0f} | "
+               f"{anchor.p50_ms:.2f} | {ours.throughput / anchor.throughput:.2f}x |")  # fmt: skip
+        if before:
+            old = max(by_server["before"], key=lambda m: m.throughput)
+            row += f" {old.throughput:.0f} | {old.p50_ms:.2f} | {old.throughput / anchor.throughput:.2f}x |"
+        lines.append(row)
     lines += ["", f"in-process onnxruntime best: {best[0]:.0f} images/s ({best[1]})"]
     for key, by_server in run["perf_analyzer"].items():
         if key.endswith("c=64"):
@@ -127,7 +159,11 @@ def main() -> None:
     parser.add_argument("--triton-delay-us", type=int, default=100)
     parser.add_argument("--pixelserve-arg", action="append", default=[], help="extra `pixelserve serve` flag")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
+    parser.add_argument("--tls", action="store_true", help="both servers over TLS (certificates made for the run)")
+    parser.add_argument("--before", help="also pixelserve at this git revision (its defaults, its models)")
     args = parser.parse_args()
+    if args.tls and args.before:
+        parser.error("--before runs an earlier pixelserve, which may not have TLS: use one or the other")
     env = BenchEnv(args.bench_env)
     env.check()
     model_dir = max((args.model_repository / args.model).iterdir(), key=lambda p: int(p.name))

@@ -1,5 +1,5 @@
 """The clients users run, against a real server with TLS, and with mutual TLS, on both ports: tritonclient over
-HTTPS and gRPC, perf_analyzer over gRPC, grpcurl and curl, each as the README shows them."""
+HTTPS and gRPC, perf_analyzer over gRPC and HTTPS, grpcurl and curl, each as the README shows them."""
 
 from __future__ import annotations
 
@@ -89,15 +89,24 @@ def _perf_analyzer() -> tuple[str, dict[str, str]]:
     return binary, env  # type: ignore[return-value]
 
 
-def test_perf_analyzer_over_grpc_tls(server: TlsServer, certs: Certificates) -> None:
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_perf_analyzer_over_tls(server: TlsServer, certs: Certificates, protocol: str) -> None:
     binary, env = _perf_analyzer()
-    command = [binary, "-m", CLASSIFIER, "-i", "grpc", "-u", server.grpc_target, "--shape", "image:8,8,1",
+    url = server.grpc_target if protocol == "grpc" else server.url
+    # A correctness check, not a measurement: any stable-enough window will do.
+    command = [binary, "-m", CLASSIFIER, "-i", protocol, "-u", url, "--shape", "image:8,8,1",
                "--concurrency-range", "2", "--measurement-mode", "count_windows", "--measurement-request-count", "50",
-               "--stability-percentage", "100", "--max-trials", "20",  # a correctness check, not a measurement
-               "--ssl-grpc-use-ssl", "true", "--ssl-grpc-root-certifications-file", str(certs.ca)]  # fmt: skip
-    if server.mutual:
-        command += ["--ssl-grpc-private-key-file", str(certs.client[1]),
-                    "--ssl-grpc-certificate-chain-file", str(certs.client[0])]  # fmt: skip
+               "--stability-percentage", "100", "--max-trials", "20"]  # fmt: skip
+    if protocol == "grpc":
+        command += ["--ssl-grpc-use-ssl", "true", "--ssl-grpc-root-certifications-file", str(certs.ca)]
+        if server.mutual:
+            command += ["--ssl-grpc-private-key-file", str(certs.client[1]),
+                        "--ssl-grpc-certificate-chain-file", str(certs.client[0])]  # fmt: skip
+    else:
+        command += ["--ssl-https-ca-certificates-file", str(certs.ca)]
+        if server.mutual:
+            command += ["--ssl-https-client-certificate-file", str(certs.client[0]),
+                        "--ssl-https-private-key-file", str(certs.client[1])]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Concurrency: 2, throughput:" in out.stdout
