@@ -181,7 +181,7 @@ def _load_folder_cached(path: Path, name: str, labels: list[str] | None, cache_d
             log.warning("ignoring unreadable cache %s", cache)
     dataset = _decode_folder(path, name, labels)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")  # processes filling one cache do not collide
     meta = json.dumps({"labels": dataset.labels, "sha256": dataset.sha256})
     np.savez(tmp, meta=np.array(meta), **{k: getattr(dataset, k) for k in NPZ_KEYS})
     tmp.replace(cache)
