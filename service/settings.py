@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from pixelserve.commandline import CommandSettings
@@ -26,6 +26,9 @@ class Settings(CommandSettings):
     model_config = SettingsConfigDict(cli_prog_name="pixelserve serve")
 
     model_repository: Path = Field(Path("models"), description="directory holding <name>/<version>/model.onnx")
+    allow_empty_repository: bool = Field(
+        False, description="start without the repository folder, and answer ready with no model (filled later)"
+    )
     http_host: str = Field("127.0.0.1", description="REST bind address (0.0.0.0 to listen on every interface)")
     http_port: int = Field(8000, description="REST port")
     grpc_host: str = Field("127.0.0.1", description="gRPC bind address (0.0.0.0 to listen on every interface)")
@@ -117,3 +120,12 @@ class Settings(CommandSettings):
     payload_log_buffer: int = Field(
         1024, ge=1, description="requests held in memory for the writer at most; more are dropped and counted"
     )
+
+    @field_validator("model_repository", mode="before")
+    @classmethod
+    def _local_path(cls, value: object) -> object:
+        """A URI would silently become a relative path (``s3://b/p`` -> ``s3:/b/p``): refuse it by name."""
+        if isinstance(value, str) and "://" in value:
+            scheme = value.split("://", 1)[0]
+            raise ValueError(f"{value}: this server reads a local folder, not {scheme}:// URIs")
+        return value

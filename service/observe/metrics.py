@@ -21,9 +21,12 @@ from prometheus_client import (
     multiprocess,
 )
 
+import pixelserve
+
 from ..core.types import ModelState
 from ..errors import ClientLeft, ServiceError, mapping_for
 from ..hooks import RequestHook
+from .process_metrics import WorkerProcesses, register_standard
 
 if TYPE_CHECKING:
     from ..core.calls import Call
@@ -111,7 +114,11 @@ class BatchMetrics:
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        """`registry`: a test's own; by default a new one with the standard process and Python collectors."""
+        if registry is None:
+            registry = CollectorRegistry()
+            register_standard(registry)
+        self.registry = registry
         r = self.registry
         model = ["model", "version"]
         request = [*model, "task", "protocol"]
@@ -169,6 +176,10 @@ class Metrics:
         self.access_log_dropped = Counter("pixelserve_access_log_dropped_total", dropped_help, registry=r)
         payload_help = "Payload log rows (one per image) by outcome: written (in a committed shard), dropped, failed."
         self.payload_rows = Counter("pixelserve_payload_log_rows_total", payload_help, ["model", "outcome"], registry=r)
+        build_help = "1, labelled with the pixelserve and onnxruntime versions and the provider models run on."
+        self.build_info = Gauge("pixelserve_build_info", build_help, ["version", "onnxruntime", "provider"],
+                                registry=r, multiprocess_mode="livemax")  # fmt: skip
+        self._build: tuple[str, str, str] | None = None
         self._known_models: set[str] = set()
         self._children: dict[tuple[tuple[str, str, str], int | None], tuple[Any, dict[str, Any]]] = {}
         self._in_flight_children: dict[str, Any] = {}
@@ -210,6 +221,16 @@ class Metrics:
     def batch(self, model: str, version: int) -> BatchMetrics:
         return BatchMetrics(self, model, version)
 
+    def served_on(self, onnxruntime: str, provider: str) -> None:
+        """The build info, once a model runs (the provider is only known then); a later model on another
+        provider moves it."""
+        labels = (pixelserve.__version__, onnxruntime, provider)
+        if labels != self._build:
+            if self._build is not None:
+                self.build_info.remove(*self._build)
+            self.build_info.labels(*labels).set(1)
+            self._build = labels
+
     def set_model_state(self, model: str, version: int, state: ModelState) -> None:
         if model not in self._known_models:
             self._known_models.add(model)
@@ -225,5 +246,6 @@ class Metrics:
         if directory:
             combined = CollectorRegistry()
             multiprocess.MultiProcessCollector(combined, path=directory)
+            combined.register(WorkerProcesses(directory))
             return generate_latest(combined), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -15,6 +15,7 @@ from pixelserve.commandline import parse
 
 from ..core.runtime import runtime_line
 from ..observe.metrics import Metrics
+from ..repository.repository import check_root
 from ..security.keys import KeyRing
 from ..security.tls import ServerTls
 from ..settings import Settings
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format=LOG_FORMAT)
     if worker_index() is None:  # once per server, not once per worker
         logging.getLogger("pixelserve.service.process.cli").log(*runtime_line())
+    try:  # what the settings name must be usable, or start-up stops here (before any worker starts)
+        check_root(settings)
+        keys, tls = KeyRing.from_settings(settings), ServerTls.from_settings(settings)
+    except ValueError as exc:
+        return _refused(exc)
     if settings.workers > 1 and worker_index() is None:
         return supervise(settings, list(sys.argv[1:] if argv is None else argv))
     if worker_index() is not None:
@@ -58,10 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = Metrics()
     try:
         core = serving_core(settings, metrics)
-        keys, tls = KeyRing.from_settings(settings), ServerTls.from_settings(settings)
-    except ValueError as exc:  # a payload log, exporter, key file or TLS file the settings cannot have
-        print(f"pixelserve serve: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a payload log or tracing exporter the settings cannot have
+        return _refused(exc)
     try:
         with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
             runner.run(serve(core, settings, metrics, keys=keys, tls=tls))
@@ -69,3 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("pixelserve.service.process.cli").exception("serving failed")
         return 1
     return 0
+
+
+def _refused(problem: ValueError) -> int:
+    print(f"pixelserve serve: {problem}", file=sys.stderr)
+    return 2

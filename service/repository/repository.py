@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import onnxruntime as ort
+
 from pixelserve.modelspec import NAME_PATTERN
 
 from ..core.batching import DynamicBatcher
@@ -71,7 +73,7 @@ class ModelRepository:
     async def start(self) -> None:
         """Scan and load everything the policy picks, then poll for changes if hot reload is on."""
         if not self.root.is_dir():
-            log.warning("model repository %s does not exist; serving no models until it does", self.root)
+            log.warning("model repository %s does not exist; serving no models until it does", self.root.resolve())
         await self.refresh()
         for name, version in self.settings.pinned_versions.items():
             if version not in self._model(name).versions:
@@ -204,6 +206,7 @@ class ModelRepository:
             (time.perf_counter() - started) * 1000,
             f", replacing version {old.version}" if old else "",
         )
+        self._metrics.served_on(ort.__version__, runners[0].provider)
         if old is not None:
             self._retire(model, old)
         return True
@@ -294,8 +297,12 @@ class ModelRepository:
         return [m.served for m in self._models.values() if m.served is not None]
 
     def all_ready(self) -> bool:
-        """Every model in the repository that was not unloaded on purpose has a version serving."""
-        return all(m.served is not None for m in self._models.values() if m.versions and not m.unloaded)
+        """Every model in the repository that was not unloaded on purpose has a version serving, and there is at
+        least one (unless `allow_empty_repository`): a pod with a wrong path must not take traffic."""
+        wanted = [m for m in self._models.values() if m.versions and not m.unloaded]
+        if not wanted and not self.settings.allow_empty_repository:
+            return False
+        return all(m.served is not None for m in wanted)
 
     def info(self, ref: ModelRef) -> ModelInfo:
         _check_name(ref.name)
@@ -328,4 +335,12 @@ class ModelRepository:
             self._metrics.set_model_state(status.name, status.version, status.state)
 
 
-__all__ = ["DiskVersion", "ModelRepository", "ServedVersion"]
+def check_root(settings: Settings) -> None:
+    """Start-up's check: the repository folder exists, unless the settings allow starting without it."""
+    root = settings.model_repository
+    if not root.is_dir() and not settings.allow_empty_repository:
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise ValueError(f"model repository {root.resolve()} {what} (--allow-empty-repository true to start anyway)")
+
+
+__all__ = ["DiskVersion", "ModelRepository", "ServedVersion", "check_root"]

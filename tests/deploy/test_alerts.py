@@ -97,3 +97,59 @@ def test_compose_and_the_image_ship_the_rules_next_to_the_config() -> None:
     assert "alerts.yml" in (PROMETHEUS / "Dockerfile").read_text()
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     assert config["rule_files"] == ["alerts.yml"]
+
+
+def _requests(model: str, code: str, values: str) -> dict:
+    labels = f'model="{model}",version="1",task="classify",protocol="grpc",code="{code}",instance="a"'
+    return {"series": f"pixelserve_requests_total{{{labels}}}", "values": values}
+
+
+def _latency(model: str, per_bucket: dict[str, int]) -> list[dict]:
+    """A histogram whose requests (100 a minute) fall in the given upper bounds (cumulative counts)."""
+    return [{"series": f'pixelserve_request_duration_seconds_bucket{{model="{model}",le="{le}",instance="a"}}',
+             "values": f"0+{count}x40"} for le, count in per_bucket.items()]  # fmt: skip
+
+
+SLO_SERIES = [
+    _requests("healthy", "OK", "0+1000x40"),
+    _requests("healthy", "INVALID_ARGUMENT", "0+200x40"),  # the clients' mistakes are not the server's errors
+    _requests("failing", "OK", "0+1000x40"),
+    _requests("failing", "INTERNAL", "0+0x5 0+50x35"),  # from minute 5, about 5 % of requests fail
+    _requests("crowded", "OK", "0+1000x40"),
+    _requests("crowded", "RESOURCE_EXHAUSTED", "0+0x10 0+200x30"),  # from minute 10, 17 % refused as overload
+    *_latency("healthy", {"0.05": 100, "0.1": 100, "0.5": 100, "1.0": 100, "+Inf": 100}),
+    *_latency("slow", {"0.05": 10, "0.1": 50, "0.5": 90, "1.0": 96, "+Inf": 100}),  # p99 between 1 and +Inf
+]
+
+
+def _description(alert: str, model: str) -> str:
+    """The rule's description for `model` (it only uses the model label): what promtool must render."""
+    rules = [r for group in yaml.safe_load(ALERTS.read_text())["groups"] for r in group["rules"]]
+    (rule,) = [r for r in rules if r["alert"] == alert]
+    return rule["annotations"]["description"].replace("{{ $labels.model }}", model)
+
+
+def _fires(alert: str, at: str, firing: dict[str, str], severity: str) -> dict:
+    """`firing`: model -> the summary it must carry (its value worked out by hand from the series)."""
+    return {"eval_time": at, "alertname": alert,
+            "exp_alerts": [{"exp_labels": {"model": m, "severity": severity},
+                            "exp_annotations": {"summary": summary, "description": _description(alert, m)}}
+                           for m, summary in firing.items()]}  # fmt: skip
+
+
+def test_slo_alerts_fire_for_server_errors_latency_and_overload_and_not_for_client_errors(tmp_path: Path) -> None:
+    failing = {"failing": "failing: 4.762% of requests fail on the server side"}  # 50 of 1,050 a minute
+    alerts = [
+        _fires("PixelserveErrorRatioHigh", "12m", {}, "critical"),  # failing, but not yet for 10 minutes
+        _fires("PixelserveErrorRatioHigh", "25m", failing, "critical"),
+        # 96 of 100 within 1 s, the rest above: p99 is the last finite bound, 1 s
+        _fires("PixelserveLatencyP99High", "25m", {"slow": "slow: p99 latency 1s"}, "warning"),
+        # 200 of 1,200 a minute refused
+        _fires(
+            "PixelserveOverloaded", "25m", {"crowded": "crowded: 16.67% of requests refused as overload"}, "warning"
+        ),
+    ]
+    result = _unit_test(tmp_path, SLO_SERIES, alerts)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wrong = [_fires("PixelserveErrorRatioHigh", "25m", {**failing, "healthy": "healthy: 0%"}, "critical")]
+    assert _unit_test(tmp_path, SLO_SERIES, wrong).returncode != 0  # the harness would catch a noisy rule

@@ -141,3 +141,11 @@ def test_the_tls_override_mounts_one_secrets_folder_for_every_file_setting(compo
     assert scrape[0]["source"].endswith("prometheus-tls.yml")
     job = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus-tls.yml").read_text())["scrape_configs"][0]
     assert job["scheme"] == "https" and job["tls_config"]["ca_file"].startswith("/run/secrets/pixelserve/")
+
+
+def test_every_long_running_service_has_a_health_check_and_grafana_waits_for_prometheus(compose) -> None:
+    services = config(compose, *PROFILES)["services"]
+    for name, service in services.items():
+        if service.get("restart") != "no":  # the batch job runs to completion: nothing to probe
+            assert "healthcheck" in service, f"{name} has no health check"  # pixelserve's own is the image's
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"

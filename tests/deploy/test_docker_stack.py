@@ -262,6 +262,9 @@ def test_compose_stack_builds_serves_rest_and_grpc_and_is_scraped(compose, base_
                            "--filter", "label=com.docker.compose.service=pixelserve")  # fmt: skip
         wait_healthy(container, HEALTHY_TIMEOUT_S)
         healthy_s = time.monotonic() - started
+        scraper = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                         "--filter", "label=com.docker.compose.service=prometheus")  # fmt: skip
+        wait_healthy(scraper, HEALTHY_TIMEOUT_S)  # its own health check (GET /-/ready) passes too
 
         wait_for_total('up{job="pixelserve"}', 1)
         before = wait_for_total("sum(pixelserve_requests_total) or vector(0)", 0)
