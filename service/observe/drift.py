@@ -9,9 +9,11 @@ baseline as a population stability index and sets
   reconstruction_error), once the window holds ``drift_min_samples`` images;
 - ``pixelserve_drift_window_images{model,version}``, the images the scores are of.
 
-Observing costs one bincount per request on the event loop (a few microseconds for a small image);
-``--drift-monitoring false`` turns it off. With several workers each scores its own share of the traffic
-and the gauges report the highest.
+Observing costs one bincount per request on the event loop (a few microseconds for a small image). Each refresh
+also adds what the window saw since the last one to the fleet counters (``pixelserve_drift_observations_total``,
+``pixelserve_drift_samples_total``, with ``pixelserve_drift_baseline_share``), which Prometheus sums over replicas
+(deploy/prometheus/alerts.yml). ``--drift-monitoring false`` turns it all off. With several workers each scores
+its own share of the traffic and the gauges report the highest.
 """
 
 from __future__ import annotations
@@ -64,6 +66,20 @@ class DriftWindow:
         self._edges = np.asarray(baseline.score_edges or (), dtype=np.float64)
         self._score_shares = drift.score_shares(baseline.score_edges) if baseline.score_edges else []
         self._slots: deque[_Slot] = deque(maxlen=SLOTS + 1)
+        # Everything observed since the version started serving, for the fleet-wide counters (the monitor
+        # exports what was added since its last refresh; Prometheus sums the replicas).
+        self.totals: dict[str, np.ndarray] = {name: np.zeros(len(shares), np.int64)
+                                              for name, shares in self.expected().items()}  # fmt: skip
+        self.samples: dict[str, int] = dict.fromkeys(self.totals, 0)
+
+    def expected(self) -> dict[str, list[float]]:
+        """The baseline's share of each bin, per statistic this version has."""
+        found = {PIXELS: list(self.baseline.pixel_histogram)}
+        if self.baseline.predictions:
+            found[PREDICTIONS] = list(self.baseline.predictions)
+        if self.baseline.score and self._score_shares:
+            found[self.baseline.score] = list(self._score_shares)
+        return found
 
     def _slot(self) -> _Slot:
         now = self._clock()
@@ -75,12 +91,23 @@ class DriftWindow:
         """One request: its model input (uint8 NHWC), predicted class indices, served scores."""
         slot = self._slot()
         if batch.dtype == np.uint8:
-            slot.pixels += drift.pixel_counts(batch)
+            counts = drift.pixel_counts(batch)
+            slot.pixels += counts
             slot.images += len(batch)
+            self._total(PIXELS, counts, len(batch))
         if predicted is not None and self._classes:
-            slot.classes += drift.class_counts(predicted, self._classes)
+            counts = drift.class_counts(predicted, self._classes)
+            slot.classes += counts
+            self._total(PREDICTIONS, counts, len(predicted))
         if scores is not None and len(self._edges):
-            slot.scores += drift.score_counts(scores, self._edges)
+            counts = drift.score_counts(scores, self._edges)
+            slot.scores += counts
+            self._total(str(self.baseline.score), counts, len(scores))
+
+    def _total(self, statistic: str, counts: np.ndarray, samples: int) -> None:
+        if statistic in self.totals:
+            self.totals[statistic] += counts
+            self.samples[statistic] += samples
 
     def _live(self) -> list[_Slot]:
         oldest = self._clock() - self.window_s
@@ -117,12 +144,34 @@ class DriftMonitor:
         self.refresh_s = refresh_s
         self.min_samples = min_samples
         self._shown: set[tuple[str, ...]] = set()
+        self._exported: dict[tuple[str, str], tuple[DriftWindow, dict[str, np.ndarray], dict[str, int]]] = {}
         self._task: asyncio.Task[None] | None = None
+
+    def _export(self, labels: tuple[str, str], window: DriftWindow) -> None:
+        """The fleet view: what the window observed since the last refresh goes into counters Prometheus sums
+        over replicas (deploy/prometheus/alerts.yml computes PSI from the sums); the baseline beside them."""
+        seen = self._exported.get(labels)
+        if seen is None or seen[0] is not window:  # a version starting to serve (again): its window is new
+            for statistic, shares in window.expected().items():
+                for index, share in enumerate(shares):
+                    self._metrics.drift_baseline.labels(*labels, statistic, str(index)).set(share)
+            zeros = {statistic: np.zeros_like(total) for statistic, total in window.totals.items()}
+            seen = self._exported[labels] = (window, zeros, dict.fromkeys(window.totals, 0))
+        _, counts, samples = seen
+        for statistic, total in window.totals.items():
+            for index in np.flatnonzero(total - counts[statistic]):
+                added = int(total[index] - counts[statistic][index])
+                self._metrics.drift_observations.labels(*labels, statistic, str(index)).inc(added)
+            counts[statistic] = total.copy()
+            if (added := window.samples[statistic] - samples[statistic]) > 0:
+                self._metrics.drift_samples.labels(*labels, statistic).inc(added)
+                samples[statistic] = window.samples[statistic]
 
     def refresh(self) -> None:
         shown: set[tuple[str, ...]] = set()
         for name, version, window in self._windows():
             labels = (name, str(version))
+            self._export(labels, window)
             self._metrics.drift_images.labels(*labels).set(window.images())
             shown.add(labels)
             for statistic, value in window.scores(self.min_samples).items():

@@ -172,6 +172,15 @@ class Metrics:
         self.drift_images = Gauge(
             "pixelserve_drift_window_images", window_help, model, registry=r, multiprocess_mode="livesum"
         )
+        # The fleet's drift (deploy/prometheus/alerts.yml): bin counts summed over replicas, against the baseline.
+        observed_help = "Observations per drift bin since start (pixels, predicted classes or score buckets)."
+        self.drift_observations = Counter("pixelserve_drift_observations_total", observed_help,
+                                          [*model, "statistic", "bin"], registry=r)  # fmt: skip
+        samples_help = "Images (pixels) or answers (predictions, scores) the drift bins were counted from."
+        self.drift_samples = Counter("pixelserve_drift_samples_total", samples_help, [*model, "statistic"], registry=r)
+        baseline_help = "The test split's share of each drift bin (model.json drift), what live traffic is compared to."
+        self.drift_baseline = Gauge("pixelserve_drift_baseline_share", baseline_help, [*model, "statistic", "bin"],
+                                    registry=r, multiprocess_mode="livemax")  # fmt: skip
         dropped_help = "Access log entries dropped because the writer was behind (the request was not held up)."
         self.access_log_dropped = Counter("pixelserve_access_log_dropped_total", dropped_help, registry=r)
         payload_help = "Payload log rows (one per image) by outcome: written (in a committed shard), dropped, failed."

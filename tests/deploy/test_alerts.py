@@ -3,6 +3,7 @@ on drift (and only on drift that lasts), checked by promtool's rule unit tests o
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -125,7 +126,7 @@ SLO_SERIES = [
 def _description(alert: str, model: str) -> str:
     """The rule's description for `model` (it only uses the model label): what promtool must render."""
     rules = [r for group in yaml.safe_load(ALERTS.read_text())["groups"] for r in group["rules"]]
-    (rule,) = [r for r in rules if r["alert"] == alert]
+    (rule,) = [r for r in rules if r.get("alert") == alert]  # recording rules have no alert name
     return rule["annotations"]["description"].replace("{{ $labels.model }}", model)
 
 
@@ -153,3 +154,51 @@ def test_slo_alerts_fire_for_server_errors_latency_and_overload_and_not_for_clie
     assert result.returncode == 0, result.stdout + result.stderr
     wrong = [_fires("PixelserveErrorRatioHigh", "25m", {**failing, "healthy": "healthy: 0%"}, "critical")]
     assert _unit_test(tmp_path, SLO_SERIES, wrong).returncode != 0  # the harness would catch a noisy rule
+
+
+def _unit_test_rules(tmp_path: Path, series: list[dict], samples: list[dict], alerts: list[dict]) -> str:
+    spec = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": samples,
+                   "alert_rule_test": alerts}],
+    }  # fmt: skip
+    path = tmp_path / "fleet_test.yml"
+    path.write_text(yaml.safe_dump(spec))
+    result = promtool("test", "rules", str(path))
+    return "" if result.returncode == 0 else result.stdout + result.stderr
+
+
+def _fleet(model: str, replicas: int, per_minute: tuple[int, int]) -> list[dict]:
+    """`replicas` pods sharing `per_minute` predictions of class 0 and 1 between them, and the 50/50 baseline."""
+    series = []
+    for pod in range(replicas):
+        labels = f'model="{model}",version="1",statistic="predictions",instance="pod{pod}"'
+        series += [{"series": f'pixelserve_drift_observations_total{{{labels},bin="{b}"}}',
+                    "values": f"0+{count // replicas}x100"} for b, count in enumerate(per_minute)]  # fmt: skip
+        answers = sum(per_minute) // replicas
+        series += [{"series": f"pixelserve_drift_samples_total{{{labels}}}", "values": f"0+{answers}x100"},
+                   *[{"series": f'pixelserve_drift_baseline_share{{{labels},bin="{b}"}}', "values": "0.5x100"}
+                     for b in range(2)]]  # fmt: skip
+    return series
+
+
+def test_fleet_drift_gives_one_verdict_for_one_replica_and_for_four_sharing_the_same_traffic(tmp_path: Path) -> None:
+    """80/20 predictions against a 50/50 baseline: PSI 0.3 ln 1.6 + 0.3 ln 2.5 = 0.4159 on one pod and on four."""
+    series = [*_fleet("one", 1, (80, 20)), *_fleet("four", 4, (80, 20)), *_fleet("steady", 4, (48, 52))]
+    psi = 0.3 * math.log(0.8 / 0.5) + (-0.3) * math.log(0.2 / 0.5)
+    steady = 0.48 * 0 + (0.48 - 0.5) * math.log(0.48 / 0.5) + (0.52 - 0.5) * math.log(0.52 / 0.5)
+    at = "80m"
+    expected = [{"labels": f'pixelserve:drift_psi:1h{{model="{m}",statistic="predictions",version="1"}}', "value": v}
+                for m, v in (("four", psi), ("one", psi), ("steady", steady))]  # fmt: skip
+    samples = [{"expr": "pixelserve:drift_psi:1h", "eval_time": at, "exp_samples": expected}]
+    alerts = [{"eval_time": at, "alertname": "PixelserveFleetDriftSignificant", "exp_alerts": [
+        {"exp_labels": {"model": m, "version": "1", "statistic": "predictions", "severity": "warning"},
+         "exp_annotations": {
+             "summary": f"{m} v1: the fleet's traffic has drifted (predictions)",
+             "description": "The population stability index of predictions over every replica's last hour of "
+                            f"traffic is {psi:.2f} (over 0.25 for 15 minutes) against the test split the model "
+                            "was measured on."}} for m in ("four", "one")]}]  # fmt: skip
+    assert _unit_test_rules(tmp_path, series, samples, alerts) == ""
+    wrong = [{"expr": "pixelserve:drift_psi:1h", "eval_time": at, "exp_samples": expected[:1]}]
+    assert _unit_test_rules(tmp_path, series, wrong, []) != ""  # the harness would notice a missing verdict

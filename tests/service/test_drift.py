@@ -17,7 +17,7 @@ from pixelserve import drift
 from pixelserve.measured import DriftBaseline
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2_grpc as pb_grpc
-from pixelserve.service.observe.drift import DriftWindow
+from pixelserve.service.observe.drift import DriftMonitor, DriftWindow
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
 from pixelserve.service.wiring import build_core
@@ -194,3 +194,31 @@ async def test_versions_without_a_baseline_keep_no_window(settings: Settings, me
         await plain.classify(random_images(30, seed=5))
         await asyncio.sleep(0.2)
         assert await plain.gauges() == {}
+
+
+def _samples(metrics: Metrics, name: str) -> dict[tuple[str, ...], float]:
+    text = metrics.render()[0].decode()
+    return {tuple(sorted(s.labels.items())): s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == name}  # fmt: skip
+
+
+def test_the_fleet_counters_carry_each_window_once_and_give_the_same_psi() -> None:
+    """What a refresh exports is what the window observed since the last one, so Prometheus can sum replicas;
+    PSI from the exported counts equals the window's own while nothing has expired."""
+    metrics, window = Metrics(), DriftWindow(_baseline(), window_s=3600.0, clock=FakeClock())
+    monitor = DriftMonitor(metrics, lambda: [("m", 1, window)], refresh_s=60, min_samples=1)
+    rng = np.random.default_rng(3)
+    for _ in range(2):  # two refreshes: the second must add only what came after the first
+        window.observe(random_images(50, seed=int(rng.integers(1000))), predicted=rng.integers(0, 2, 50),
+                       scores=rng.random(50))  # fmt: skip
+        monitor.refresh()
+    observed = _samples(metrics, "pixelserve_drift_observations_total")
+    for statistic in ("pixels", "predictions", "ood_score"):
+        counts = np.array([v for k, v in sorted(observed.items(), key=lambda kv: int(dict(kv[0])["bin"]))
+                           if dict(k)["statistic"] == statistic])  # fmt: skip
+        assert counts.sum() == window.totals[statistic].sum() > 0
+        assert drift.psi(window.expected()[statistic], counts) == pytest.approx(window.scores(1)[statistic])
+    samples = {dict(k)["statistic"]: v for k, v in _samples(metrics, "pixelserve_drift_samples_total").items()}
+    assert samples == {"pixels": 100, "predictions": 100, "ood_score": 100}
+    baseline = _samples(metrics, "pixelserve_drift_baseline_share")
+    assert baseline[(("bin", "1"), ("model", "m"), ("statistic", "predictions"), ("version", "1"))] == 0.5
