@@ -27,6 +27,7 @@ from tests.service.rest_support import server_process
 
 GRAFANA = ROOT / "deploy" / "grafana"
 METRIC = re.compile(r"\bpixelserve_[a-z0-9_]+\b")
+RECORDED = re.compile(r"\bpixelserve:[a-z0-9_:]+")  # recording rules (level:metric:operations)
 GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"")
 LABEL_VALUES = re.compile(r"label_values\(\s*(\w+)\s*,\s*(\w+)\s*\)")
@@ -76,15 +77,22 @@ def test_every_metric_the_dashboard_queries_exists_in_a_live_metrics_endpoint(ex
 
 
 def test_every_metric_and_label_the_alert_rules_use_exists_in_a_live_metrics_endpoint(exported) -> None:
+    """Recording rules (``pixelserve:...``) count as metrics with the labels their own expression groups by."""
     groups = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())["groups"]
-    expressions = [rule["expr"] for group in groups for rule in group["rules"]]
-    assert expressions
-    for expr in expressions:
-        names = METRIC.findall(expr)
-        assert names and set(names) <= set(exported), expr
-        available = set().union(*(exported[name] for name in names))
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert rules
+    recorded: dict[str, set[str]] = {}
+    for rule in rules:
+        expr = rule["expr"]
+        names, uses = METRIC.findall(expr), RECORDED.findall(expr)
+        assert names or uses, expr
+        assert set(names) <= set(exported), expr
+        assert set(uses) <= set(recorded), f"{expr}: uses a recording rule defined after it, or not at all"
+        available = set().union(*(exported[name] for name in names), *(recorded[name] for name in uses))
         used = {m for group in GROUPING.findall(expr) for m in re.findall(r"\w+", group)}
         assert used <= available, f"{expr}: labels {sorted(used - available)} do not exist"
+        if "record" in rule:
+            recorded[rule["record"]] = used
 
 
 def test_every_label_the_dashboard_uses_exists_on_the_metrics_it_queries(exported) -> None:
