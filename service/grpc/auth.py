@@ -10,21 +10,19 @@ from collections.abc import Awaitable, Callable, Sequence
 import grpc
 
 from ..errors import Unauthenticated, mapping_for
-from ..security.keys import KeyRing
+from ..security.keys import KeyRing, presented
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
-def presented_key(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
-    """Only text entries count: binary (``-bin``) values, e.g. tracing context, may hold any bytes."""
+def text_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) -> dict[str, str]:
+    """The first text value of each key, as the edge's request context and the key check both read metadata:
+    binary (``-bin``) values, e.g. tracing context, may hold any bytes."""
+    found: dict[str, str] = {}
     for key, value in metadata or ():
-        if isinstance(value, bytes):
-            continue
-        if key == "x-api-key":
-            return value
-        if key == "authorization" and value.lower().startswith("bearer "):
-            return value[len("bearer ") :].strip()
-    return None
+        if isinstance(value, str):
+            found.setdefault(key, value)
+    return found
 
 
 def _rejecting(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
@@ -59,7 +57,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
         try:
-            self._ring.check(presented_key(details.invocation_metadata))
+            self._ring.check(presented(text_metadata(details.invocation_metadata)))
         except Unauthenticated as refused:
             return _rejecting(handler, str(refused))
         return handler

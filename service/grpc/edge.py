@@ -17,6 +17,7 @@ import grpc
 from ..context import RequestContext, current
 from ..hooks import Hooks
 from ..observe.metrics import status_code_name
+from .auth import text_metadata
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 TASKS = {"Classify": "classify", "ClassifyStream": "classify", "Denoise": "denoise", "Reconstruct": "reconstruct",
@@ -50,10 +51,7 @@ def with_hooks(hooks: Hooks, identify: Callable[[Mapping[str, str]], str | None]
         task = TASKS.get(rpc.rpartition("/")[2])
 
         async def open_call(context: grpc.aio.ServicerContext) -> RequestContext:
-            metadata: dict[str, str] = {}
-            for key, value in context.invocation_metadata() or ():
-                if isinstance(value, str):
-                    metadata.setdefault(key, value)
+            metadata = text_metadata(context.invocation_metadata())
             ctx = RequestContext("grpc", rpc, metadata, client=context.peer(), task=task)
             if identify is not None:
                 ctx.key = identify(metadata)

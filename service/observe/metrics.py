@@ -26,7 +26,7 @@ import pixelserve
 from ..core.types import ModelState
 from ..errors import ClientLeft, ServiceError, mapping_for
 from ..hooks import RequestHook
-from .process_metrics import WorkerProcesses, register_standard
+from .process_metrics import register_standard, register_workers
 
 if TYPE_CHECKING:
     from ..core.calls import Call
@@ -235,8 +235,8 @@ class Metrics:
         provider moves it."""
         labels = (pixelserve.__version__, onnxruntime, provider)
         if labels != self._build:
-            if self._build is not None:
-                self.build_info.remove(*self._build)
+            if self._build is not None:  # 0, not removed: multiprocess mode cannot remove a series
+                self.build_info.labels(*self._build).set(0)
             self.build_info.labels(*labels).set(1)
             self._build = labels
 
@@ -255,6 +255,6 @@ class Metrics:
         if directory:
             combined = CollectorRegistry()
             multiprocess.MultiProcessCollector(combined, path=directory)
-            combined.register(WorkerProcesses(directory))
+            register_workers(combined, directory)
             return generate_latest(combined), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,9 +1,10 @@
 """The standard ``process_*`` and ``python_*`` metrics, for one server process or for all of its workers.
 
-One process: prometheus-client's own collectors in the server's registry. Several workers (multiprocess mode):
-every worker's process is summed (memory, CPU seconds, open descriptors; the earliest start time), found by
-the pids that name the workers' metric files, so a dashboard or an OOM alert sees the whole server whichever
-worker answers the scrape.
+One process: prometheus-client's own collectors in the server's registry (process, python_info, GC). Several
+workers (multiprocess mode): every worker's process is summed (memory, CPU seconds, open descriptors; the
+earliest start time), found by the pids that name the workers' metric files, so a dashboard or an OOM alert
+sees the whole server whichever worker answers the scrape; ``python_info`` is the same in every worker, and the
+per-process GC counters are left out (they would be one worker's).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ def register_standard(registry: CollectorRegistry) -> None:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
+
+
+def register_workers(registry: CollectorRegistry, directory: str | Path) -> None:
+    registry.register(WorkerProcesses(directory))
+    PlatformCollector(registry=registry)
 
 
 def _alive(pid: int) -> bool:

@@ -297,12 +297,12 @@ class ModelRepository:
         return [m.served for m in self._models.values() if m.served is not None]
 
     def all_ready(self) -> bool:
-        """Every model in the repository that was not unloaded on purpose has a version serving, and there is at
-        least one (unless `allow_empty_repository`): a pod with a wrong path must not take traffic."""
-        wanted = [m for m in self._models.values() if m.versions and not m.unloaded]
-        if not wanted and not self.settings.allow_empty_repository:
+        """Every model in the repository that was not unloaded on purpose has a version serving, and the
+        repository holds at least one model (unless `allow_empty_repository`): a pod with a wrong path must not
+        take traffic, while one whose models were all unloaded through the API stays reachable to load them."""
+        if not any(m.versions for m in self._models.values()) and not self.settings.allow_empty_repository:
             return False
-        return all(m.served is not None for m in wanted)
+        return all(m.served is not None for m in self._models.values() if m.versions and not m.unloaded)
 
     def info(self, ref: ModelRef) -> ModelInfo:
         _check_name(ref.name)

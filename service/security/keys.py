@@ -4,7 +4,8 @@ one valid at once so a key can be rotated: add the new one, move the clients, re
 The file is re-read when it changes (checked at most once a second, on the request path: one ``stat``). A file
 that has become empty revokes every key from it; one that is briefly missing (a non-atomic replace) keeps the
 last keys. A key is never logged: the access log names the key a request used by its fingerprint, the first
-12 hex digits of its SHA-256.
+12 hex digits of its unsalted SHA-256 (the same on every replica), which identifies a random key without
+revealing it, but would let a guessable key be guessed offline: keys should be random (``openssl rand -hex 32``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class KeyRing:
         self._from_file: list[tuple[bytes, str]] = []
         self._seen: tuple[int, int, int] | None = None
         self._next_check = 0.0
+        self._unreadable = False  # said once per outage, not once a second
         if path is not None:
             self._reload(initial=True)
 
@@ -72,7 +74,8 @@ class KeyRing:
             return cls(keys) if keys else None
         return cls(keys, settings.api_key_file)
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """How many keys are valid now (not __len__: an empty ring must never read as "no keys configured")."""
         self._maybe_reload()
         return len(self._fixed) + len(self._from_file)
 
@@ -118,9 +121,12 @@ class KeyRing:
         except (OSError, UnicodeDecodeError) as exc:
             if initial:
                 raise ValueError(f"api_key_file {self._path} cannot be read: {exc}") from exc
-            log.warning("API key file %s cannot be read (%s): keeping the last %d key(s)", self._path, exc,
-                        len(self._from_file))  # fmt: skip
+            if not self._unreadable:
+                log.warning("API key file %s cannot be read (%s): keeping the last %d key(s)", self._path, exc,
+                            len(self._from_file))  # fmt: skip
+                self._unreadable = True
             return
+        self._unreadable = False
         if initial and not keys and not self._fixed:
             raise ValueError(f"api_key_file {self._path} holds no key (one per line; # starts a comment)")
         self._seen = signature

@@ -2,13 +2,15 @@
 
 The files are checked once a second and re-read when they change (cert-manager renews a Secret in place), with
 no restart: new connections get the new certificate, open ones keep theirs and finish their requests.
-- REST: uvicorn serves with SSL contexts made here; a change is loaded into the same contexts, on the event loop
-  that runs their handshakes.
+- REST: uvicorn serves with an SSL context made here whose server-name callback, run at the start of every
+  handshake, hands the connection the newest context, built whole from the files (a context is never changed
+  in place: OpenSSL can add a certificate or a CA to one, not take one out).
 - gRPC: grpcio's dynamic server credentials; grpc asks before each new connection's handshake, and gets the new
   configuration once after a change.
 
-A change that does not load (a key that does not match its certificate, a half-written file) is logged and the
-last good files stay in use. At start-up the same problems stop the server with what is wrong.
+A change that does not load (a key that does not match its certificate, a half-written file, files that changed
+while being read) is logged once and the last good files stay in use. At start-up the same problems stop the
+server with what is wrong.
 """
 
 from __future__ import annotations
@@ -47,10 +49,10 @@ class ServerTls:
         self.cert, self.key, self.client_ca = cert, key, client_ca
         self.recheck_s = recheck_s
         self._seen = self._signature()
-        self.pem = self._load()
+        self.pem, self._current = self._load()
         self.generation = 1
         self._grpc_generation = 1
-        self._contexts: list[ssl.SSLContext] = []
+        self._failed: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerTls | None:
@@ -78,31 +80,43 @@ class ServerTls:
             raise ValueError(f"TLS file cannot be read: {exc}") from exc
         return tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in stats)
 
-    def _load(self) -> Pem:
-        """Read the files and check them as OpenSSL will use them: ValueError says which part is wrong."""
+    def _read(self) -> Pem:
+        ca = self.client_ca.read_bytes() if self.client_ca is not None else None
+        return Pem(self.cert.read_bytes(), self.key.read_bytes(), ca)
+
+    def _load(self) -> tuple[Pem, ssl.SSLContext]:
+        """The files' bytes and a server context built from them, both of one version of the files: read
+        before and after OpenSSL loads them, and refused (ValueError) if they changed in between."""
         try:
-            self._configure(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
-            pem = Pem(self.cert.read_bytes(), self.key.read_bytes(),
-                      self.client_ca.read_bytes() if self.client_ca is not None else None)  # fmt: skip
+            before = self._read()
+            context = self._build()
+            after = self._read()
         except (OSError, ssl.SSLError) as exc:
             raise ValueError(f"TLS files {', '.join(map(str, self._paths()))} cannot be used: {exc}") from exc
-        return pem
+        if before != after:
+            raise ValueError("TLS files changed while they were read")
+        return after, context
 
-    def _configure(self, context: ssl.SSLContext) -> ssl.SSLContext:
-        context.load_cert_chain(self.cert, self.key)
-        if self.client_ca is not None:
-            context.load_verify_locations(cafile=self.client_ca)  # adds: a CA dropped later stays until restart
-        return context
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """A server context for uvicorn (TLS 1.2+, HTTP/1.1), kept current by `poll`."""
+    def _build(self) -> ssl.SSLContext:
+        """A server context (TLS 1.2+, HTTP/1.1) of the files as they are now."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_alpn_protocols(["http/1.1"])
+        context.load_cert_chain(self.cert, self.key)
         if self.client_ca is not None:
             context.verify_mode = ssl.CERT_REQUIRED
-        self._contexts.append(self._configure(context))
+            context.load_verify_locations(cafile=self.client_ca)
         return context
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The context uvicorn listens with: each handshake switches to the newest one (`poll`)."""
+        listening = self._build()
+        listening.sni_callback = self._newest  # called with or without a server name from the client
+        return listening
+
+    def _newest(self, connection: ssl.SSLObject, server_name: str | None, listening: ssl.SSLContext) -> None:
+        if connection.context is not self._current:
+            connection.context = self._current
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
         """grpcio's own TLS, asking `_fetch` before each new connection's handshake."""
@@ -125,21 +139,16 @@ class ServerTls:
         """Re-read the files if they changed; True when new ones are in use. Runs on the event loop."""
         try:
             signature = self._signature()
+            if signature == self._seen:
+                return False
+            self.pem, self._current = self._load()
         except ValueError as exc:
-            log.warning("%s: keeping the TLS files in use", exc)
+            if str(exc) != self._failed:  # once per problem, not once a second
+                log.warning("%s: keeping the TLS files in use", exc)
+                self._failed = str(exc)
             return False
-        if signature == self._seen:
-            return False
-        self._seen = signature
-        try:
-            pem = self._load()
-            for context in self._contexts:
-                self._configure(context)
-        except (ValueError, OSError, ssl.SSLError) as exc:
-            log.warning("TLS files changed but do not load (%s): keeping the ones in use", exc)
-            return False
-        self.pem = pem
-        self.generation += 1
+        self._seen, self._failed = signature, None
+        self.generation += 1  # after `pem`: a gRPC fetch that sees the new generation gets the new files
         log.info("TLS files re-read (%s): new connections get the new certificate", self.cert)
         return True
 

@@ -49,3 +49,4 @@ def test_with_workers_process_metrics_add_up_over_the_workers(model_repository: 
     total = _value(text, "process_resident_memory_bytes")
     assert abs(total - sum(each)) < 0.25 * sum(each) and total > 1.5 * max(each)
     assert text.count("pixelserve_build_info{") == 1
+    assert "python_info{" in text

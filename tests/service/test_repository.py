@@ -282,3 +282,13 @@ async def test_requests_before_the_first_scan_are_not_ready_rather_than_not_foun
         assert (await classify(core))[0] == 1 and core.is_ready()
     finally:
         await core.close()
+
+
+async def test_with_every_model_unloaded_on_purpose_the_server_stays_ready(reloading_core: InferenceCore) -> None:
+    """Readiness wants a repository that holds a model, not one that serves one: a fleet whose models were all
+    unloaded through the API must stay reachable behind its Service to load them again."""
+    core = reloading_core
+    for name in {status.name for status in core.index()}:
+        await core.unload(name)
+    assert not any(status.state == "ready" for status in core.index())
+    assert core.is_ready()

@@ -207,3 +207,27 @@ def test_the_probe_follows_the_server_onto_https_and_mutual_tls(server: TlsServe
     refused = _probe(mutual.http_port, **mtls, probe_cert_file=str(certs.stranger[0]),
                      probe_key_file=str(certs.stranger[1]))  # fmt: skip
     assert refused.returncode == 1, refused.stdout
+
+
+def test_a_ca_removed_from_the_client_bundle_is_refused_without_a_restart(
+    repository_template: Path, certs: Certificates, tmp_path: Path
+) -> None:
+    """Under mutual TLS the client CA bundle is rotated like the certificate: a CA taken out of it stops being
+    trusted on both ports (each handshake gets a context built whole from the files, never one added to)."""
+    bundle = tmp_path / "clients.pem"
+    bundle.write_bytes(certs.ca.read_bytes() + certs.other_ca.read_bytes())
+    log = tmp_path / "server.log"
+    with tls_server(repository_template, log, certs, certs.server, mutual=True, client_ca=bundle) as server:
+        ports = ((server.http_port, "http/1.1"), (server.grpc_port, "h2"))
+        for port, alpn in ports:  # both CAs' clients are let in
+            assert handshake_refused(port, certs.ca, alpn=alpn, client=certs.stranger) == ""
+            assert handshake_refused(port, certs.ca, alpn=alpn, client=certs.client) == ""
+        bundle.with_suffix(".new").write_bytes(certs.ca.read_bytes())
+        os.replace(bundle.with_suffix(".new"), bundle)
+        deadline = time.monotonic() + 10
+        while any(handshake_refused(port, certs.ca, alpn=alpn, client=certs.stranger) == "" for port, alpn in ports):
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        for port, alpn in ports:
+            assert handshake_refused(port, certs.ca, alpn=alpn, client=certs.client) == ""
+        assert server.process.poll() is None

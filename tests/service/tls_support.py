@@ -21,10 +21,12 @@ class TlsServer(ServerProcess):
     TLS); `url` is https://localhost:PORT, which the test certificates name."""
 
     def __init__(self, repository: Path, log_path: Path, certs: Certificates, cert: tuple[Path, Path], *args: str,
-                 mutual: bool = False, env: dict[str, str] | None = None) -> None:  # fmt: skip
+                 mutual: bool = False, client_ca: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        """`mutual`: clients need a certificate from `client_ca` (default: the test CA)."""
         tls = ["--tls-cert-file", str(cert[0]), "--tls-key-file", str(cert[1])]
         if mutual:
-            tls += ["--tls-client-ca-file", str(certs.ca)]
+            tls += ["--tls-client-ca-file", str(client_ca or certs.ca)]
         super().__init__(repository, log_path, *tls, *args, env=env)
         self.certs = certs
         self.mutual = mutual
@@ -62,8 +64,9 @@ class TlsServer(ServerProcess):
 
 @contextlib.contextmanager
 def tls_server(repository: Path, log_path: Path, certs: Certificates, cert: tuple[Path, Path], *args: str,
-               mutual: bool = False, env: dict[str, str] | None = None) -> Iterator[TlsServer]:  # fmt: skip
-    server = TlsServer(repository, log_path, certs, cert, *args, mutual=mutual, env=env)
+               mutual: bool = False, client_ca: Path | None = None,
+               env: dict[str, str] | None = None) -> Iterator[TlsServer]:  # fmt: skip
+    server = TlsServer(repository, log_path, certs, cert, *args, mutual=mutual, client_ca=client_ca, env=env)
     try:
         server.wait_ready()
         yield server
