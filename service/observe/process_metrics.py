@@ -1,10 +1,11 @@
 """The standard ``process_*`` and ``python_*`` metrics, for one server process or for all of its workers.
 
 One process: prometheus-client's own collectors in the server's registry (process, python_info, GC). Several
-workers (multiprocess mode): every worker's process is summed (memory, CPU seconds, open descriptors; the
-earliest start time), found by the pids that name the workers' metric files, so a dashboard or an OOM alert
-sees the whole server whichever worker answers the scrape; ``python_info`` is the same in every worker, and the
-per-process GC counters are left out (they would be one worker's).
+workers (multiprocess mode): the server's processes are summed (memory, CPU seconds, open descriptors; the
+earliest start time): the supervisor, its children (workers still loading included) and any pid that names a
+worker's metric files, so a dashboard or an OOM alert sees the whole server whichever worker answers the
+scrape. ``python_info`` is the same in every worker; the per-process GC counters are left out (they would be
+one worker's).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 WORKER_FILE = re.compile(r"_(\d+)\.db$")
+SUPERVISOR_ENV = "PIXELSERVE_SUPERVISOR_PID"  # set in each worker by the supervisor (process/workers.py)
 EARLIEST = {"process_start_time_seconds"}
 SAME = {"process_max_fds"}  # a limit, not an amount: the same for every worker
 
@@ -32,6 +34,17 @@ def register_standard(registry: CollectorRegistry) -> None:
 def register_workers(registry: CollectorRegistry, directory: str | Path) -> None:
     registry.register(WorkerProcesses(directory))
     PlatformCollector(registry=registry)
+
+
+def _children(pid: int) -> list[int]:
+    """A process's children, from /proc (Linux, like the process collector itself)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -52,6 +65,8 @@ class WorkerProcesses(Collector):
 
     def pids(self) -> list[int]:
         found = {int(m.group(1)) for p in self.directory.glob("*.db") if (m := WORKER_FILE.search(p.name))}
+        if (supervisor := os.environ.get(SUPERVISOR_ENV, "")).isdigit():
+            found |= {int(supervisor), *_children(int(supervisor))}
         return sorted(pid for pid in found if _alive(pid))
 
     def collect(self) -> Iterable[Metric]:
