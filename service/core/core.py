@@ -30,7 +30,6 @@ from pixelserve.modelspec import (
 from ..errors import InvalidInput, ModelNotFound, ModelNotReady, NotPermitted, ShuttingDown
 from ..hooks import Hooks
 from ..observe.metrics import Metrics
-from ..process.workers import StatsExchange
 from ..repository import ModelRepository, ServedVersion
 from ..settings import Settings
 from . import images
@@ -51,6 +50,7 @@ from .types import (
     ModelStats,
     ModelStatus,
     Reconstruction,
+    StatsMerger,
     TaskName,
     TaskResult,
 )
@@ -68,7 +68,7 @@ class InferenceCore:
         self.repository = ModelRepository(settings, metrics, on_batch=self.hooks.on_batch)
         self.limits = images.Limits.from_settings(settings)
         self.offload = Offloader(settings.offload_threads)
-        self.stats_exchange: StatsExchange | None = None  # set by the server when it is one of several workers
+        self.stats_exchange: StatsMerger | None = None  # set by the server when it is one of several workers
         self._in_flight = 0
         self._started = False
         self._draining = False

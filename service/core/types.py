@@ -188,6 +188,12 @@ class ModelStats:
     batches: list[BatchSizeStats] = field(default_factory=list)
 
 
+class StatsMerger(Protocol):
+    """Where a worker of several finds the other workers' statistics (process/workers.py StatsExchange)."""
+
+    def merged(self, own: list[ModelStats]) -> list[ModelStats]: ...
+
+
 class Core(Protocol):
     """The one path every adapter calls: decode, validate, batch, run, postprocess."""
 

@@ -217,6 +217,7 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics, *, ke
             loop.add_signal_handler(sig, stop.on_signal, sig)
     http_task: asyncio.Task[None] | None = None
     watch = asyncio.create_task(tls.watch()) if tls is not None else None
+    exchange: StatsExchange | None = None  # a worker's view of the other workers' statistics
     try:
         await grpc_server.start()
         await warm_routes(app)
@@ -233,8 +234,8 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics, *, ke
         if not worker:
             await core.start()
         else:
-            core.stats_exchange = StatsExchange(Path(os.environ[METRICS_DIR_ENV]))
-            core.stats_exchange.start(core.local_stats)
+            exchange = core.stats_exchange = StatsExchange(Path(os.environ[METRICS_DIR_ENV]))
+            exchange.start(core.local_stats)
         ready = sum(status.state == "ready" for status in core.index())
         log.info("ready: %d model version(s) serving", ready)
 
@@ -259,8 +260,8 @@ async def serve(core: InferenceCore, settings: Settings, metrics: Metrics, *, ke
             with contextlib.suppress(Exception):
                 await http_task
         await grpc_server.stop(0)  # a no-op after a graceful stop
-        if core.stats_exchange is not None:
-            await core.stats_exchange.stop()
+        if exchange is not None:
+            await exchange.stop()
         await core.close()  # the hooks stop with it: spans flushed, access log and payload shards written
         sock.close()
         if use_signals:
