@@ -39,7 +39,14 @@ def tls_flags(protocol: str, tls: Tls | None) -> list[str]:
 
 
 def perf_analyzer(
-    env: BenchEnv, url: str, protocol: str, model: str, concurrency: int, interval_ms: int, tls: Tls | None = None
+    env: BenchEnv,
+    url: str,
+    protocol: str,
+    model: str,
+    concurrency: int,
+    interval_ms: int,
+    tls: Tls | None = None,
+    streaming: bool = False,
 ) -> Measurement:
     """One perf_analyzer measurement: batch-1 requests at a fixed concurrency until the window is stable.
 
@@ -51,7 +58,7 @@ def perf_analyzer(
             command = [str(env.perf_analyzer), "-m", model, "-u", url, "-i", protocol, "-b", "1",
                        f"--concurrency-range={concurrency}", f"--measurement-interval={interval_ms}",
                        "--max-trials=10", f"--stability-percentage={stability}", "-f", str(report),
-                       *tls_flags(protocol, tls)]  # fmt: skip
+                       *tls_flags(protocol, tls), *(["--streaming"] if streaming else [])]  # fmt: skip
             run = subprocess.run(command, capture_output=True, text=True, env={**os.environ,
                                  "LD_LIBRARY_PATH": env.library_path()}, timeout=600)  # fmt: skip
             if run.returncode == 0 and report.exists():

@@ -4,6 +4,7 @@
     python -m bench.vs_triton --model mnist-classifier --rounds 2
     python -m bench.vs_triton --tls              # both over TLS (Triton: gRPC only, it has no HTTPS)
     python -m bench.vs_triton --before REV       # also pixelserve at an earlier commit, in the same run
+    python -m bench.vs_triton --protocols grpc --streaming    # gRPC as bidi streams (ModelStreamInfer)
 
 pixelserve runs with its defaults (`pixelserve serve`), Triton 2.51 (from nvidia-pytriton) with a
 Python-backend model running onnxruntime on the same file (max batch 64, 100 us delay, one intra-op thread).
@@ -87,7 +88,8 @@ def compare(args: argparse.Namespace, env: BenchEnv, model_dir: Path, name: str,
                         url = server.http if protocol == "http" else server.grpc
                         secure = server.tls if protocol == "grpc" or server.https else None
                         url = f"https://{url}" if protocol == "http" and server.https else url
-                        m = loadgen.perf_analyzer(env, url, protocol, name, c, args.interval_ms, secure)
+                        streaming = args.streaming and protocol == "grpc"
+                        m = loadgen.perf_analyzer(env, url, protocol, name, c, args.interval_ms, secure, streaming)
                         results.setdefault(f"{protocol} c={c}", {}).setdefault(server.name, []).append(m)
                         print(f"round {round_ + 1} {protocol} c={c} {server.name}: {m.throughput:.0f}/s "
                               f"p50 {m.p50_ms:.2f} ms", flush=True)  # fmt: skip
@@ -115,6 +117,7 @@ def report(run: dict, best: tuple[float, str], args: argparse.Namespace) -> str:
     machine = f"{platform.node()}, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
     before = any("before" in by_server for by_server in run["perf_analyzer"].values())
     tls = " over TLS (Triton's HTTP: plaintext, it has no HTTPS)" if args.tls else ""
+    tls += "; gRPC as bidi streams (ModelStreamInfer)" if args.streaming else ""
     lines = [
         f"machine: {machine}; {time.strftime('%Y-%m-%d %H:%M')}{tls}",
         "",
@@ -161,6 +164,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     parser.add_argument("--tls", action="store_true", help="both servers over TLS (certificates made for the run)")
     parser.add_argument("--before", help="also pixelserve at this git revision (its defaults, its models)")
+    parser.add_argument("--streaming", action="store_true", help="gRPC as bidi streams (perf_analyzer --streaming)")
     args = parser.parse_args()
     if args.tls and args.before:
         parser.error("--before runs an earlier pixelserve, which may not have TLS: use one or the other")
