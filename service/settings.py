@@ -91,6 +91,9 @@ class Settings(CommandSettings):
     warmup: bool = Field(True, description="run zero batches through a new session before serving")
     quality_gate: bool = Field(True, description="a new version must answer its golden set before it serves")
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field("auto", description="auto: uvloop when installed")
+    switch_interval_ms: float = Field(
+        0.0, ge=0, description="how often Python hands the GIL between threads (0: its default, 5 ms)"
+    )
     drift_monitoring: bool = Field(True, description="score live traffic against model.json's drift baseline")
     drift_window_s: float = Field(3600.0, gt=0, description="how much recent traffic the drift gauges are of")
     drift_min_samples: int = Field(500, ge=1, description="images in the window before drift is reported")

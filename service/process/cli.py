@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         return supervise(settings, list(sys.argv[1:] if argv is None else argv))
     if worker_index() is not None:
         follow_supervisor()
+    if settings.switch_interval_ms > 0:  # the batch thread hands results to a busy event loop this often
+        sys.setswitchinterval(settings.switch_interval_ms / 1000)
+        logging.getLogger("pixelserve.service.process.cli").info(
+            "GIL switch interval %.2f ms", sys.getswitchinterval() * 1000
+        )
     metrics = Metrics()
     try:
         core = serving_core(settings, metrics)

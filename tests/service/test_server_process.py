@@ -46,6 +46,13 @@ def test_flags_win_over_environment_and_environment_over_defaults(model_reposito
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_the_gil_switch_interval_is_set_only_when_asked(model_repository, tmp_path) -> None:
+    with server_process(model_repository, tmp_path / "set.log", "--switch-interval-ms", "0.5") as server:
+        assert "GIL switch interval 0.50 ms" in server.log()
+    with server_process(model_repository, tmp_path / "default.log") as server:
+        assert "GIL switch interval" not in server.log()  # Python's own 5 ms
+
+
 @pytest.mark.slow
 def test_sigterm_under_load_drains_without_losing_an_accepted_request(model_repository, tmp_path: Path) -> None:
     with server_process(model_repository, tmp_path / "server.log", "--drain-grace-s", "10") as server:
