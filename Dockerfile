@@ -1,7 +1,7 @@
 # pixelserve serving image: REST :8000, gRPC :8001, metrics on /metrics, the default model repository at /models.
 #
 #   CPU: docker build -t pixelserve .
-#   GPU: docker build -t pixelserve:gpu --build-arg EXTRAS=serve,gpu,otlp,otlp-grpc --build-arg DEVICE=cuda .
+#   GPU: docker build -t pixelserve:gpu --build-arg EXTRAS=serve,s3,gpu,otlp,otlp-grpc --build-arg DEVICE=cuda .
 #
 # No TensorFlow and no training code: the dependencies are pyproject.toml's extras named by EXTRAS, the same
 # extras a virtualenv install takes, pinned by the lock file of those extras (deploy/docker/lock.sh). `gpu` brings onnxruntime-gpu with the CUDA and cuDNN wheels it loads, so the
@@ -20,7 +20,7 @@ RUN if ! python3 -c "import sys, tomllib, venv, ensurepip" 2>/dev/null; then \
 
 FROM base AS build
 # The image's extras, and so its lock file: deploy/docker/locks/<EXTRAS with commas as dashes>.txt
-ARG EXTRAS=serve,otlp,otlp-grpc
+ARG EXTRAS=serve,s3,otlp,otlp-grpc
 # Optional package index for pip (a mirror); unset means PyPI.
 ARG PIP_INDEX_URL
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore

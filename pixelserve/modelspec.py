@@ -6,6 +6,7 @@ Layout: ``<repository>/<name>/<version>/{model.onnx, model.json, *.png}``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -24,6 +25,9 @@ DType = Literal["uint8", "float32", "float16", "int64", "int32"]
 
 # Names that may appear in a URL, a path and a metric label: no dots first, no slashes.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
+# A file of a version directory listed in model.json `files`: a plain name, never a path.
+FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # Stable tensor names across every exported model.
 INPUT_IMAGE = "image"
@@ -161,6 +165,11 @@ class ModelSpec(_Strict):
     parameters: int | None = None
     created_at: str | None = None
     artifacts: list[str] = Field(default_factory=list, description="plots stored beside the model")
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of every other file of the version: a server checks them before loading, and a version "
+        "in an object store counts as uploaded only once every one is there and matches",
+    )
 
     @field_validator("name")
     @classmethod
@@ -168,6 +177,18 @@ class ModelSpec(_Strict):
         if not NAME_PATTERN.match(name):
             raise ValueError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
         return name
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: dict[str, str]) -> dict[str, str]:
+        for name, digest in files.items():
+            if not FILE_NAME.match(name) or name == SPEC_FILE:
+                raise ValueError(f"files: {name!r} is not a file of the version beside {SPEC_FILE}")
+            if not SHA256.match(digest):
+                raise ValueError(f"files: {name}: {digest!r} is not a lowercase hex sha256")
+        if files and MODEL_FILE not in files:
+            raise ValueError(f"files must include {MODEL_FILE}")
+        return files
 
     @model_validator(mode="after")
     def _task_outputs(self) -> ModelSpec:
@@ -208,9 +229,33 @@ class ModelSpec(_Strict):
     def dump(self, path: Path) -> None:
         path.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
 
+    def write(self, version_dir: Path) -> ModelSpec:
+        """model.json into a version directory, its `files` digests taken from the directory as it is now: the
+        last write of a version, once every other file is final. Returns the spec as written."""
+        spec = self.model_copy(update={"files": file_digests(version_dir)})
+        spec.dump(version_dir / SPEC_FILE)
+        return spec
+
     @classmethod
     def load(cls, path: Path) -> ModelSpec:
         return cls.model_validate_json(path.read_text())
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digests(version_dir: Path) -> dict[str, str]:
+    """`files` for a version directory: every regular file but model.json, by name."""
+    return {
+        p.name: sha256_file(p)
+        for p in sorted(version_dir.iterdir())
+        if p.is_file() and not p.is_symlink() and p.name != SPEC_FILE and FILE_NAME.match(p.name)
+    }
 
 
 def json_schema() -> dict[str, Any]:

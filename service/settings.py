@@ -7,10 +7,12 @@ Complex values (``pinned_versions``, ``cors_origins``) are JSON in the environme
 
 from __future__ import annotations
 
+import re
+import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from pixelserve.commandline import CommandSettings
@@ -18,6 +20,28 @@ from pixelserve.commandline import CommandSettings
 from .core.types import MAX_IMAGE_PIXELS, BatchPolicy, CallTask
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://.")
+
+
+def _location(value: object) -> object:
+    """A folder, or an object-store URI whose scheme fsspec knows (whether its backend is installed is start-up's
+    check). A URI must not fall through to a path: ``s3://b/p`` would become the empty folder ``s3:/b/p``."""
+    if not isinstance(value, str):
+        return value
+    if "://" not in value:
+        return Path(value)
+    if value.lower().startswith("file://"):
+        return Path(value[len("file://") :])
+    from fsspec.registry import known_implementations, registry
+
+    match = _SCHEME.match(value)
+    scheme = match.group(1).lower() if match else value.split("://", 1)[0]
+    if match is None or (scheme not in known_implementations and scheme not in registry):
+        raise ValueError(f"{value}: no reader for {scheme}:// URIs (s3://, gs://, az:// and other fsspec schemes)")
+    return value
+
+
+RepositoryLocation = Annotated[str | Path, BeforeValidator(_location)]
 
 
 class Settings(CommandSettings):
@@ -25,7 +49,15 @@ class Settings(CommandSettings):
 
     model_config = SettingsConfigDict(cli_prog_name="pixelserve serve")
 
-    model_repository: Path = Field(Path("models"), description="directory holding <name>/<version>/model.onnx")
+    model_repository: RepositoryLocation = Field(
+        Path("models"),
+        union_mode="left_to_right",
+        description="folder or object-store URI (s3://bucket/prefix, gs://, az://) holding <name>/<version>/model.onnx",
+    )
+    model_cache_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "pixelserve-models",
+        description="where versions from an object-store repository are downloaded and checked before loading",
+    )
     allow_empty_repository: bool = Field(
         False, description="start without the repository folder, and answer ready with no model (filled later)"
     )
@@ -123,12 +155,3 @@ class Settings(CommandSettings):
     payload_log_buffer: int = Field(
         1024, ge=1, description="requests held in memory for the writer at most; more are dropped and counted"
     )
-
-    @field_validator("model_repository", mode="before")
-    @classmethod
-    def _local_path(cls, value: object) -> object:
-        """A URI would silently become a relative path (``s3://b/p`` -> ``s3:/b/p``): refuse it by name."""
-        if isinstance(value, str) and "://" in value:
-            scheme = value.split("://", 1)[0]
-            raise ValueError(f"{value}: this server reads a local folder, not {scheme}:// URIs")
-        return value

@@ -30,7 +30,6 @@ from pixelserve.modelspec import (
     OUTPUT_LATENT,
     OUTPUT_PROBABILITIES,
     OUTPUT_RECONSTRUCTION,
-    SPEC_FILE,
     DatasetInfo,
     ModelSpec,
     Pairing,
@@ -154,7 +153,7 @@ def export_model(
             artifacts=sorted(p.name for p in staging.glob("*.png")),
         )
         spec = trust.finish(staging, spec, recipe, data, data_dir, repository, extras.get("test_probabilities"))
-        spec.dump(staging / SPEC_FILE)
+        spec.write(staging)  # last: the digests of every other file, so a server can prove the version whole
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), str(target))
     log.info("exported %s to %s", recipe.name, target)

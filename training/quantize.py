@@ -276,7 +276,7 @@ def quantize(
         target = repository / variant.name / str(variant.version)
         if target.exists():
             raise FileExistsError(f"{target} already exists; pass another --version")
-        result.spec.dump(staging / SPEC_FILE)
+        result.spec = result.spec.write(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), str(target))
         result.written = target

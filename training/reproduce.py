@@ -60,7 +60,7 @@ def record_variants(model_dir: Path, accuracies: dict[str, float]) -> None:
     if spec.quality is None or not accuracies:
         return
     quality = spec.quality.model_copy(update={"variants": accuracies})
-    spec.model_copy(update={"quality": quality}).dump(model_dir / SPEC_FILE)
+    spec.model_copy(update={"quality": quality}).write(model_dir)
 
 
 def record_golden(model_dir: Path, data_dir: Path | None) -> None:
@@ -72,4 +72,4 @@ def record_golden(model_dir: Path, data_dir: Path | None) -> None:
     data = load_dataset(recipe.dataset, data_dir)
     session = evaluate.cpu_session(model_dir / MODEL_FILE)
     entry = write_golden_set(spec, session, data, model_dir, sigma=recipe.noise_sigma, seed=recipe.seed)
-    spec.model_copy(update={"golden": entry}).dump(model_dir / SPEC_FILE)
+    spec.model_copy(update={"golden": entry}).write(model_dir)

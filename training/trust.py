@@ -199,7 +199,7 @@ def refresh(model_dir: Path, data_dir: Path | None) -> ModelSpec:
         staging = Path(tmp) / "model"
         shutil.copytree(model_dir, staging)
         spec = finish(staging, spec, recipe, data, data_dir, model_dir.parent.parent)
-        spec.dump(staging / SPEC_FILE)
+        spec = spec.write(staging)
         old = Path(tmp) / "old"
         model_dir.rename(old)
         staging.rename(model_dir)

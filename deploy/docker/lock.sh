@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the serving image's lock files from pyproject.toml, with uv (pip install uv; it is in [dev]):
 #
-#   deploy/docker/lock.sh            # after changing a dependency of [serve], [gpu], [otlp] or [otlp-grpc]
+#   deploy/docker/lock.sh            # after changing a dependency of [serve], [s3], [gpu], [otlp] or [otlp-grpc]
 #
 # One lock per image flavour, named for its EXTRAS with commas as dashes (the Dockerfile picks it the same way):
 # every package, transitive ones included, pinned with its hashes, for CPython 3.11+ on Linux (x86_64 and
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-FLAVOURS=("serve,otlp,otlp-grpc" "serve,gpu,otlp,otlp-grpc")
+FLAVOURS=("serve,s3,otlp,otlp-grpc" "serve,s3,gpu,otlp,otlp-grpc")
 for extras in "${FLAVOURS[@]}"; do
   lock="deploy/docker/locks/${extras//,/-}.txt"
   python3 deploy/docker/requirements.py pyproject.toml "$extras" \

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, get_args
 
 import numpy as np
@@ -152,6 +153,7 @@ class ModelInfo:
     provider: str  # the active onnxruntime execution provider, e.g. CPUExecutionProvider
     versions: list[int] = field(default_factory=list)
     instances: int = 1  # onnxruntime sessions serving it (Triton's instance_group count)
+    directory: Path | None = None  # the local folder with its files (a cache folder for an object store)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ LATENCY_BUCKETS = (
     0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BATCH_BUCKETS = tuple(float(2**i) for i in range(9))  # 1 .. 256
+FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)  # a version from an object store
 MODEL_STATES: tuple[str, ...] = get_args(ModelState)
 NO_VERSION = ""  # label value when no version was resolved (unknown model, bad request)
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # set by the worker supervisor (service.workers)
@@ -185,6 +186,13 @@ class Metrics:
         self.access_log_dropped = Counter("pixelserve_access_log_dropped_total", dropped_help, registry=r)
         payload_help = "Payload log rows (one per image) by outcome: written (in a committed shard), dropped, failed."
         self.payload_rows = Counter("pixelserve_payload_log_rows_total", payload_help, ["model", "outcome"], registry=r)
+        up_help = "1 while the model repository answered its last listing, 0 while it cannot be reached."
+        self.repository_up = Gauge("pixelserve_model_repository_up", up_help, registry=r, multiprocess_mode="livemin")
+        failures_help = "Model repository listings or downloads that failed (the store was unreachable or refused)."
+        self.repository_failures = Counter("pixelserve_model_repository_failures_total", failures_help, registry=r)
+        fetch_help = "Time to download and check one model version from an object store into the local cache."
+        self.repository_fetch = Histogram("pixelserve_model_repository_fetch_seconds", fetch_help,
+                                          buckets=FETCH_BUCKETS, registry=r)  # fmt: skip
         build_help = "1, labelled with the pixelserve and onnxruntime versions and the provider models run on."
         self.build_info = Gauge("pixelserve_build_info", build_help, ["version", "onnxruntime", "provider"],
                                 registry=r, multiprocess_mode="livemax")  # fmt: skip
@@ -220,6 +228,11 @@ class Metrics:
     def payload_rows_counted(self, outcome: str, model: str, rows: int) -> None:
         """The payload log's `on_count` (written and failed from its writer thread, dropped on the loop)."""
         self.payload_rows.labels(model=model, outcome=outcome).inc(rows)
+
+    def repository_reached(self, up: bool) -> None:
+        self.repository_up.set(1 if up else 0)
+        if not up:
+            self.repository_failures.inc()
 
     def version_rejected(self, model: str, reason: str) -> None:
         self.rejections.labels(model=model, reason=reason).inc()

@@ -13,9 +13,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pixelserve.modelspec import MODEL_FILE, NAME_PATTERN, OUTPUT_ERROR, SPEC_FILE, ModelSpec
+from pixelserve.modelspec import MODEL_FILE, NAME_PATTERN, OUTPUT_ERROR, SPEC_FILE, ModelSpec, sha256_file
 
 VERSION_DIR = re.compile(r"^[1-9][0-9]{0,8}$")
+
+
+INCOMPLETE = "upload incomplete"  # how the reason of a version still being uploaded to a store begins
 
 
 class VersionRejected(Exception):
@@ -24,10 +27,12 @@ class VersionRejected(Exception):
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """mtime and size of model.onnx and model.json: enough to notice a replaced file, no hashing needed."""
+    """What changes when a version's files do, without hashing them: mtime and size of model.onnx and model.json
+    on disk; in an object store, every object's ETag and size (`others` for the files beside those two)."""
 
-    model: tuple[int, int] | None
-    spec: tuple[int, int] | None
+    model: tuple[object, ...] | None
+    spec: tuple[object, ...] | None
+    others: tuple[tuple[object, ...], ...] = ()
 
     @classmethod
     def of(cls, path: Path) -> Fingerprint:
@@ -59,10 +64,19 @@ def read_spec(path: Path, name: str, version: int) -> ModelSpec:
     if not (path / MODEL_FILE).is_file():
         raise VersionRejected(f"{MODEL_FILE} is missing")
     try:
-        spec = ModelSpec.load(path / SPEC_FILE)
+        text = (path / SPEC_FILE).read_bytes()
     except FileNotFoundError as exc:
         raise VersionRejected(f"{SPEC_FILE} is missing") from exc
-    except (ValidationError, ValueError, OSError) as exc:
+    except OSError as exc:
+        raise VersionRejected(f"{SPEC_FILE} is unreadable: {exc}") from exc
+    return parse_spec(text, name, version)
+
+
+def parse_spec(text: bytes, name: str, version: int) -> ModelSpec:
+    """model.json's bytes, checked against the version directory's own name and number."""
+    try:
+        spec = ModelSpec.model_validate_json(text)
+    except (ValidationError, ValueError) as exc:
         raise VersionRejected(f"{SPEC_FILE} is invalid: {exc}") from exc
     if spec.name != name or spec.version != version:
         raise VersionRejected(f"{SPEC_FILE} names {spec.name} version {spec.version}, not its directory")
@@ -72,6 +86,16 @@ def read_spec(path: Path, name: str, version: int) -> ModelSpec:
 
 
 Scan = dict[str, dict[int, DiskVersion]]
+
+
+def verify_files(path: Path, spec: ModelSpec) -> None:
+    """Every file model.json lists is in the directory with its recorded sha256 (none listed: nothing to check)."""
+    for file, digest in spec.files.items():
+        target = path / file
+        if not target.is_file():
+            raise VersionRejected(f"{file} is missing ({SPEC_FILE} lists it in files)")
+        if sha256_file(target) != digest:
+            raise VersionRejected(f"{file} is not the file {SPEC_FILE} records (sha256)")
 
 
 def scan(root: Path, known: Scan) -> Scan:

@@ -4,6 +4,10 @@
 Per model one version takes traffic, chosen by the version policy: the pinned version from
 ``settings.pinned_versions``, else the newest version that loads.
 
+The versions come from a `Store`: a local folder, or a prefix in an object store whose versions are downloaded
+whole into a local cache and checked against model.json's digests before loading (`store`, `objectstore`).
+While the store cannot be reached, what is serving keeps serving.
+
 Hot reload: a background task rescans every ``reload_interval_s`` (a file must be unchanged over two scans
 before it is loaded, so half-copied files are not). A new or changed version is loaded, checked against its
 model.json and warmed up in a worker thread while the current one keeps serving; only then is it swapped in,
@@ -33,10 +37,11 @@ from ..observe.drift import DriftWindow
 from ..observe.metrics import Metrics
 from ..settings import Settings
 from . import disk
-from .disk import DiskVersion, Fingerprint, VersionRejected
+from .disk import INCOMPLETE, DiskVersion, Fingerprint, VersionRejected
 from .gate import QUALITY_GATE
 from .loading import load_version
 from .serving import ModelRecord, ServedVersion, VersionRecord
+from .store import LocalStore, Reachability, Store, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
     from ..hooks import BatchObserver
@@ -56,10 +61,12 @@ class ModelRepository:
         metrics: Metrics,
         factory: SessionFactory | None = None,
         on_batch: BatchObserver | None = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self._on_batch = on_batch  # the operations hooks' (tracing's), handed to every batcher
-        self.root = settings.model_repository
+        self.store = store or open_store(settings)
+        self._reach = Reachability(self.store.display, metrics)
         self._metrics = metrics
         self._factory = factory or SessionFactory(settings)
         self._models: dict[str, ModelRecord] = {}
@@ -72,8 +79,8 @@ class ModelRepository:
 
     async def start(self) -> None:
         """Scan and load everything the policy picks, then poll for changes if hot reload is on."""
-        if not self.root.is_dir():
-            log.warning("model repository %s does not exist; serving no models until it does", self.root.resolve())
+        if isinstance(self.store, LocalStore) and not self.store.root.is_dir():
+            log.warning("model repository %s does not exist; serving no models until it does", self.store.display)
         await self.refresh()
         for name, version in self.settings.pinned_versions.items():
             if version not in self._model(name).versions:
@@ -131,7 +138,14 @@ class ModelRepository:
         whose files changed since the previous scan waits for the next one."""
         async with self._lock:
             known = {n: {v: r.disk for v, r in m.versions.items()} for n, m in self._models.items()}
-            previous = self._apply_scan(await asyncio.to_thread(disk.scan, self.root, known))
+            try:
+                found = await asyncio.to_thread(self.store.scan, known)
+            except StoreUnavailable as exc:
+                self._reach.failed(str(exc), len(self.served()))
+                self._scanned = True
+                return
+            self._reach.reached()
+            previous = self._apply_scan(found)
             self._scanned = True
             for name in sorted(self._models):
                 model = self._models[name]
@@ -174,7 +188,13 @@ class ModelRepository:
         self._publish_states()
         started = time.perf_counter()
         try:
-            runners = await asyncio.to_thread(load_version, found.path, found.spec, self._factory, self.settings)
+            path = await asyncio.to_thread(self.store.fetch, found)
+            if path != found.path:
+                self._metrics.repository_fetch.observe(time.perf_counter() - started)
+            runners = await asyncio.to_thread(load_version, path, found.spec, self._factory, self.settings)
+        except StoreUnavailable as exc:  # not the version's fault: try it again next poll
+            self._reach.failed(str(exc), len(self.served()))
+            return False
         except Exception as exc:
             self._reject(record, str(exc) if isinstance(exc, VersionRejected) else f"unexpected error: {exc!r}")
             return False
@@ -213,7 +233,10 @@ class ModelRepository:
 
     def _reject(self, record: VersionRecord, reason: str) -> None:
         found = record.disk
-        if not (record.was_rejected and record.reason == reason):
+        if reason.startswith(INCOMPLETE):  # not a bad version: one still arriving in the store
+            if not (record.was_rejected and record.reason == reason):
+                log.info("model %s version %d waits: %s", found.name, found.version, reason)
+        elif not (record.was_rejected and record.reason == reason):
             log.error("model %s version %d rejected: %s", found.name, found.version, reason)
             kind = "quality_gate" if reason.startswith(QUALITY_GATE) else "invalid"
             self._metrics.version_rejected(found.name, kind)
@@ -310,7 +333,7 @@ class ModelRepository:
         versions = sorted(model.versions) if model is not None else []
         served = model.served if model is not None else None
         if served is not None and ref.version in (None, served.version):
-            return ModelInfo(served.spec, "ready", served.provider, versions, instances=len(served.runners))
+            return ModelInfo(served.spec, "ready", served.provider, versions, len(served.runners), served.path)
         if ref.version is None or model is None:
             self.resolve(ref)  # raises the reason no version is ready
         record = model.versions.get(ref.version) if model is not None else None
@@ -318,7 +341,7 @@ class ModelRepository:
             raise ModelNotFound(f"model {ref.name!r} has no version {ref.version} (versions: {versions})")
         if record.disk.spec is None:
             raise ModelNotReady(f"model {ref.name!r} version {ref.version} is failed: {record.disk.problem}")
-        return ModelInfo(record.disk.spec, model.status(record)[0], "", versions)
+        return ModelInfo(record.disk.spec, model.status(record)[0], "", versions, directory=record.disk.path)
 
     def _states(self, model: ModelRecord) -> dict[int, tuple[str, str]]:
         return {v: model.status(r) for v, r in model.versions.items()}
@@ -336,11 +359,8 @@ class ModelRepository:
 
 
 def check_root(settings: Settings) -> None:
-    """Start-up's check: the repository folder exists, unless the settings allow starting without it."""
-    root = settings.model_repository
-    if not root.is_dir() and not settings.allow_empty_repository:
-        what = "is not a folder" if root.exists() else "does not exist"
-        raise ValueError(f"model repository {root.resolve()} {what} (--allow-empty-repository true to start anyway)")
+    """Start-up's check: the repository can be read and exists, unless the settings allow starting without it."""
+    open_store(settings).check(settings.allow_empty_repository)
 
 
 __all__ = ["DiskVersion", "ModelRepository", "ServedVersion", "check_root"]

@@ -25,6 +25,7 @@ class ServedVersion:
     def __init__(self, disk: DiskVersion, spec: ModelSpec, runners: list[ModelRunner], batcher: DynamicBatcher) -> None:
         self.name = disk.name
         self.version = disk.version
+        self.path = disk.path  # the local folder it was loaded from
         self.fingerprint = disk.fingerprint
         self.spec = spec
         self.runners = runners

@@ -42,10 +42,10 @@ def create_artifact_router(core: Core, settings: Settings) -> APIRouter:
 
     async def model_artifact(name: str, file: str, version: str | None = None) -> FileResponse:
         """A plot listed in the version's model.json ``artifacts`` (learning curves, confusion matrix, ...)."""
-        spec = core.model_info(model_ref(name, version)).spec
-        directory = settings.model_repository / spec.name / str(spec.version)
-        path = directory / file
-        if file not in spec.artifacts or not _servable(file) or not _inside(path, directory):
+        info = core.model_info(model_ref(name, version))
+        spec, directory = info.spec, info.directory
+        path = (directory or Path("/nonexistent")) / file
+        if directory is None or file not in spec.artifacts or not _servable(file) or not _inside(path, directory):
             raise HTTPException(404, f"model {spec.name} version {spec.version} has no artifact {file!r}")
         return FileResponse(
             path,

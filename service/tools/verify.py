@@ -28,6 +28,7 @@ from pixelserve.modelspec import SPEC_FILE, ModelSpec
 
 from ..core.runtime import CPU
 from ..core.types import ImageInputs, ModelRef
+from ..errors import ModelNotReady
 from ..repository.gate import load_checked
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
@@ -120,7 +121,11 @@ async def verify_in_process(settings: VerifySettings) -> list[Check]:
     try:
         for spec, data in models:
             ref = ModelRef(spec.name)
-            provider = core.model_info(ref).provider
+            try:
+                provider = core.model_info(ref).provider
+            except ModelNotReady as exc:  # refused on load: files not the ones model.json records, bad graph
+                checks.append(Check(spec.name, spec.version, "in-process", "", None, f"refused: {exc.message}"))
+                continue
             parts, version = [], 0
             for chunk in _batches(data, settings.batch_size):
                 result = await core.infer(ref, ImageInputs(encoded=chunk), [o for o in OUTPUTS if spec.has_output(o)])

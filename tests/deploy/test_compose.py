@@ -78,7 +78,7 @@ def test_ports_models_and_shutdown_grace_as_documented(compose) -> None:
     assert (models["source"], models["target"], models["read_only"]) == (str(ROOT / "models"), "/models", True)
     grace_s = float(server["stop_grace_period"].removesuffix("s"))
     assert grace_s > Settings().drain_grace_s
-    assert server["build"]["args"]["EXTRAS"] == "serve,otlp,otlp-grpc"  # a locked flavour (test_image_lock.py)
+    assert server["build"]["args"]["EXTRAS"] == "serve,s3,otlp,otlp-grpc"  # a locked flavour (test_image_lock.py)
     assert {(p["target"], p["published"]) for p in services["prometheus"]["ports"]} == {(9090, "9090")}
 
 
@@ -87,7 +87,7 @@ def test_gpu_profile_reserves_an_nvidia_gpu_and_uses_onnxruntime_gpu(compose) ->
     gpu = services["pixelserve-gpu"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
-    assert gpu["build"]["args"]["EXTRAS"] == "serve,gpu,otlp,otlp-grpc"  # a GPU virtualenv's extras, and OTLP
+    assert gpu["build"]["args"]["EXTRAS"] == "serve,s3,gpu,otlp,otlp-grpc"  # a GPU virtualenv's extras, and OTLP
     # The CUDA and cuDNN libraries come as wheels with [gpu]: the same base image as the CPU variant.
     assert gpu["build"]["args"]["BASE_IMAGE"] == services["pixelserve"]["build"]["args"]["BASE_IMAGE"]
     assert "pixelserve" in gpu["networks"]["default"]["aliases"]  # Prometheus scrapes it under the same name

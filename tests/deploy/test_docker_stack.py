@@ -289,4 +289,5 @@ def test_compose_stack_builds_serves_rest_and_grpc_and_is_scraped(compose, base_
             f"up -> healthy {healthy_s:.1f} s, models {models.classifier.name} + {models.denoiser.name}, "
             f"requests_total {before:.0f} -> {after:.0f}"
         )
-    assert size_mb <= 410  # 390 MB with [serve] alone; both OTLP exporters (and requests) add about 10
+    # 390 MB with [serve] alone; both OTLP exporters (and requests) add about 10, [s3] (botocore) about 30
+    assert size_mb <= 450

@@ -84,7 +84,7 @@ def test_every_locked_flavour_pins_what_pyproject_asks_by_hash() -> None:
     from packaging.utils import canonicalize_name
 
     flavours = _flavours()
-    assert "serve,otlp,otlp-grpc" in flavours and "serve,gpu,otlp,otlp-grpc" in flavours
+    assert "serve,s3,otlp,otlp-grpc" in flavours and "serve,s3,gpu,otlp,otlp-grpc" in flavours
     for extras in flavours:
         path = LOCKS / f"{extras.replace(',', '-')}.txt"
         assert path.is_file(), f"no lock for EXTRAS={extras}: run deploy/docker/lock.sh"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pixelserve.golden import load
-from pixelserve.modelspec import SPEC_FILE
+from pixelserve.modelspec import SPEC_FILE, ModelSpec
 from pixelserve.service.core.types import ImageInputs, ModelRef
 from pixelserve.service.observe.metrics import Metrics
 from pixelserve.service.settings import Settings
@@ -60,6 +60,7 @@ async def test_a_failing_version_stays_out_under_load_and_a_good_one_swaps_in(tm
         await asyncio.sleep(0.3)
         bad = as_version(source, tmp_path / "incoming-bad", 2)
         perturb_graph(bad)
+        ModelSpec.load(bad / SPEC_FILE).write(bad)  # a re-trained graph with its own digests: only the gate sees it
         bad.rename(model_dir / "2")
         await eventually(lambda: state_of(core, MNIST, 2)[0] == "failed")
         _, reason = state_of(core, MNIST, 2)

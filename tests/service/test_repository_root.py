@@ -1,4 +1,4 @@
-"""A wrong repository fails loudly: a URI or a missing folder stops start-up naming it, and a server whose
+"""A wrong repository fails loudly: an unreadable URI or a missing folder stops start-up naming it, and a server whose
 repository holds no model is not ready, so a pod with a mistyped path takes no traffic. --allow-empty-repository
 is the explicit way to start without one."""
 
@@ -23,11 +23,23 @@ def _serve(repository: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("uri", ["s3://models/repo", "gs://bucket/models"])
-def test_a_uri_stops_start_up_naming_it(uri: str) -> None:
-    out = _serve(uri)
+def test_a_scheme_no_store_reads_stops_start_up_naming_it() -> None:
+    out = _serve("nosuchstore://bucket/models")
     assert out.returncode == 2
-    assert f"{uri}: this server reads a local folder" in out.stderr
+    assert "nosuchstore://bucket/models: no reader for nosuchstore:// URIs" in out.stderr
+
+
+def test_a_store_whose_backend_is_not_installed_stops_start_up_saying_what_to_install() -> None:
+    try:
+        import gcsfs  # noqa: F401
+
+        pytest.skip("gcsfs is installed here")
+    except ImportError:
+        pass
+    out = _serve("gs://bucket/models")
+    assert out.returncode == 2
+    assert "model repository gs://bucket/models: gs:// needs its fsspec backend" in out.stderr
+    assert "pip install 'pixelserve[gcs]'" in out.stderr
 
 
 def test_a_missing_folder_stops_start_up_naming_it(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from pixelserve.modelspec import MODEL_FILE, SPEC_FILE
+from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
 from pixelserve.service.tools.verify import EXIT_MISMATCH, EXIT_OK, main
 from tests.service.rest_support import server_process
 
@@ -70,9 +70,10 @@ def test_a_running_server_passes_over_rest_and_grpc(tmp_path: Path, capsys) -> N
     [
         (lambda d: edit_spec(d, lambda s: s["preprocessing"].update(normalize="none")), "top-1 agreement"),
         (lambda d: edit_spec(d, lambda s: s["preprocessing"].update(resize="letterbox", normalize="none")), "differ"),
-        (perturb_graph, "differ"),
+        (perturb_graph, "failed: model.onnx is not the file model.json records (sha256)"),
+        (lambda d: (perturb_graph(d), ModelSpec.load(d / SPEC_FILE).write(d)), "differ"),
     ],
-    ids=["normalisation-off", "resize-changed", "graph-swapped"],
+    ids=["normalisation-off", "resize-changed", "graph-swapped", "graph-swapped-and-recorded"],
 )
 def test_tampering_with_preprocessing_or_graph_fails(tmp_path: Path, capsys, tamper, expected: str) -> None:
     version_dir = copy_model(MNIST, tmp_path)
