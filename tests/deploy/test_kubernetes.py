@@ -106,15 +106,8 @@ def test_the_gpu_overlay_asks_for_a_gpu_and_cuda(kubectl, monkeypatch) -> None:
     assert settings_from(cpu["ConfigMap"]["data"], monkeypatch).device == "cpu"
 
 
-def test_kserve_inference_service_runs_our_image_with_v2_health() -> None:
-    """KServe's CRD schema is not bundled, so its predictor container is validated as a core/v1 Container."""
-    service = yaml.safe_load((K8S / "kserve" / "inferenceservice.yaml").read_text())
-    assert service["apiVersion"] == "serving.kserve.io/v1beta1" and service["kind"] == "InferenceService"
-    (predictor,) = service["spec"]["predictor"]["containers"]
-    assert predictor["image"].startswith("pixelserve") and predictor["args"] == ["serve"]
-    assert predictor["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": {"containers": [predictor]}}
-    kubernetes_validate.validate(pod, KUBERNETES_VERSIONS[-1], strict=True)
+# The KServe runtime, the InferenceServices, the object-store overlay and the autoscaling variants (with their CRDs):
+# test_kserve_and_autoscaling.py.
 
 
 @pytest.mark.parametrize("overlay", ["tls", "mtls"])
