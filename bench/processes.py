@@ -103,18 +103,21 @@ FROM_COPY = (
 @contextlib.contextmanager
 def pixelserve(repository: Path, extra_args: list[str], log: Path, *, name: str = "pixelserve",
                installed: Path | None = None, env: dict[str, str] | None = None,
-               tls: Tls | None = None) -> Iterator[Endpoints]:  # fmt: skip
+               tls: Tls | None = None, python: Path | None = None,
+               cwd: Path = ROOT) -> Iterator[Endpoints]:  # fmt: skip
     """`pixelserve serve` with its defaults (plus `extra_args`) on free loopback ports; `installed`: a folder
-    holding another version of the package (an earlier commit, for before/after runs); `tls`: on both ports."""
+    holding another version of the package (an earlier commit, for before/after runs); `tls`: on both ports;
+    `python` and `cwd`: another interpreter (a virtualenv with other dependency versions) and the tree it runs."""
     http, grpc = free_port(), free_port()
     if tls is not None:
         extra_args = [f"--tls-cert-file={tls.cert}", f"--tls-key-file={tls.key}", *extra_args]
-    launcher = [sys.executable, "-c", FROM_COPY, str(installed)] if installed else [sys.executable, "-m", "pixelserve"]
+    interpreter = str(python or sys.executable)
+    launcher = [interpreter, "-c", FROM_COPY, str(installed)] if installed else [interpreter, "-m", "pixelserve"]
     command = [*launcher, "serve", f"--model-repository={repository}",
                "--http-host=127.0.0.1", f"--http-port={http}", f"--grpc-port={grpc}", "--hot-reload=false",
                "--log-level=warning", *extra_args]  # fmt: skip
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
                                    env={**os.environ, **(env or {})})  # fmt: skip
     try:
         host = LOCALHOST if tls is not None else "127.0.0.1"

@@ -1,8 +1,5 @@
-"""A model repository at a URI (``s3://bucket/prefix``, ``gs://``, ``az://``), read through fsspec.
-
-fsspec rather than obstore: it is the interface Ray Data, pyarrow and pandas already take, so the repository,
-batch scoring and the payload log share one library, and each backend (s3fs, gcsfs, adlfs) brings its cloud's
-standard credential chain (environment, profile, instance or workload identity). Nothing here reads a key.
+"""A model repository at a URI (``s3://bucket/prefix``, ``gs://``, ``az://``), read through fsspec
+(`service.storage`).
 
 Each poll lists the prefix once. A version is the objects under ``<prefix>/<name>/<version>/``; its fingerprint
 is every object's ETag and size, so model.json is read again only when an object changed. A version counts as
@@ -20,31 +17,18 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pixelserve.modelspec import FILE_NAME, MODEL_FILE, NAME_PATTERN, SPEC_FILE
 
+from ..storage import open_filesystem, redact
 from .disk import INCOMPLETE, VERSION_DIR, DiskVersion, Fingerprint, Scan, VersionRejected, parse_spec, verify_files
 from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 VERIFIED = ".verified"  # written last into a cache folder whose files all matched their digests
-# Each backend's own retries, kept short: an unreachable store must show as such within one poll or two.
-_OPTIONS: dict[str, dict[str, Any]] = {
-    "s3": {"config_kwargs": {"connect_timeout": 3, "read_timeout": 30, "retries": {"max_attempts": 2}}},
-}
-_PACKAGES = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
 
 Objects = dict[str, tuple[str, tuple[object, ...]]]  # file name -> (object path, (etag, size))
-
-
-def redact(uri: str) -> str:
-    """The URI without any user or password in it, for logs and messages."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.hostname or ""))
 
 
 def _token(info: dict[str, Any]) -> tuple[object, ...]:
@@ -54,20 +38,8 @@ def _token(info: dict[str, Any]) -> tuple[object, ...]:
 
 class ObjectStore:
     def __init__(self, uri: str, cache_dir: Path) -> None:
-        import fsspec
-
         self.display = redact(uri)
-        protocol = uri.split("://", 1)[0].lower()
-        options = {"use_listings_cache": False, "skip_instance_cache": True, **_OPTIONS.get(protocol, {})}
-        try:
-            self.fs, root = fsspec.core.url_to_fs(uri, **options)
-        except ImportError as exc:
-            extra = _PACKAGES.get(protocol, protocol)
-            raise ValueError(f"model repository {self.display}: {protocol}:// needs its fsspec backend, which is not "
-                             f"installed: pip install 'pixelserve[{extra}]' ({exc})") from None  # fmt: skip
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"model repository {self.display}: {protocol}:// cannot be read here ({exc})") from None
-        self.root = root.rstrip("/")
+        self.fs, self.root = open_filesystem(uri, "model repository")
         self.cache = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
         self._objects: dict[tuple[str, int], Objects] = {}
 

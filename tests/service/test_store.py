@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec, sha256_file
 from pixelserve.service.repository import disk
 from pixelserve.service.repository.disk import VersionRejected
-from pixelserve.service.repository.objectstore import redact
 from pixelserve.service.repository.store import LocalStore, open_store
 from pixelserve.service.settings import Settings
+from pixelserve.service.storage import redact
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "models" / "mnist-classifier" / "2"
