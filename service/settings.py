@@ -18,6 +18,7 @@ from pydantic_settings import SettingsConfigDict
 from pixelserve.commandline import CommandSettings
 
 from .core.types import MAX_IMAGE_PIXELS, BatchPolicy, CallTask
+from .storage import redact
 
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://.")
@@ -37,17 +38,19 @@ def _location(value: object) -> object:
     match = _SCHEME.match(value)
     scheme = match.group(1).lower() if match else value.split("://", 1)[0]
     if match is None or (scheme not in known_implementations and scheme not in registry):
-        raise ValueError(f"{value}: no reader for {scheme}:// URIs (s3://, gs://, az:// and other fsspec schemes)")
+        raise ValueError(f"{redact(value)}: no reader for {scheme}:// URIs (s3://, gs://, az://, other fsspec schemes)")
     return value
 
 
 RepositoryLocation = Annotated[str | Path, BeforeValidator(_location)]
+PayloadLogLocation = Annotated[str | Path | None, BeforeValidator(_location)]
 
 
 class Settings(CommandSettings):
     """`pixelserve serve`."""
 
-    model_config = SettingsConfigDict(cli_prog_name="pixelserve serve")
+    # A URI may carry a user and password: no error repeats what was given (the messages name it redacted).
+    model_config = SettingsConfigDict(cli_prog_name="pixelserve serve", hide_input_in_errors=True)
 
     model_repository: RepositoryLocation = Field(
         Path("models"),
@@ -139,8 +142,11 @@ class Settings(CommandSettings):
     log_level: str = Field("info", description="python logging level")
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
     # Payload logging (observe/payloads): sampled inputs and answers into rotating shards for retraining
-    payload_log_dir: Path | None = Field(
-        None, description="write sampled requests' images and answers under this folder (unset: no logging)"
+    payload_log_dir: PayloadLogLocation = Field(
+        None,
+        union_mode="left_to_right",
+        description="write sampled requests' images and answers under this folder or object-store URI "
+        "(s3://bucket/prefix: each shard staged locally, uploaded whole when complete; unset: no logging)",
     )
     payload_log_rate: float = Field(1.0, ge=0, le=1, description="share of eligible requests logged, 0..1")
     payload_log_models: list[str] = Field(default_factory=list, description="models to log (empty: every model)")

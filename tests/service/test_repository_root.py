@@ -29,6 +29,12 @@ def test_a_scheme_no_store_reads_stops_start_up_naming_it() -> None:
     assert "nosuchstore://bucket/models: no reader for nosuchstore:// URIs" in out.stderr
 
 
+def test_a_uri_with_a_password_is_refused_without_printing_it() -> None:
+    out = _serve("nosuchstore://reader:hunter2@bucket/models")
+    assert out.returncode == 2
+    assert "nosuchstore://bucket/models: no reader" in out.stderr and "hunter2" not in out.stderr
+
+
 def test_a_store_whose_backend_is_not_installed_stops_start_up_saying_what_to_install() -> None:
     try:
         import gcsfs  # noqa: F401

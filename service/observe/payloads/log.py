@@ -1,14 +1,16 @@
 """`PayloadLog`: sampling on the request path, a bounded queue, and one writer thread that turns records into
-rows and rotating shards `<dir>/<model>/<task>/part-<UTC time>-<log>-<n>.<parquet|jsonl>`.
+rows and rotating shards `<dir>/<model>/<task>/part-<UTC time>-<log>-<n>.<parquet|jsonl>`. The directory may
+be an object-store URI instead: shards are then staged locally and uploaded whole when committed (upload.py).
 
 The request path only ever calls `sample` and `offer`: `offer` is a `put_nowait` on a bounded queue, so a
 slow disk or a burst costs dropped records (counted), never a waiting request. Encoding tensors to PNG,
 building rows and writing happen in the writer thread. Shards are one per model and task (the task decides
 the columns) and rotate at `shard_rows` rows, after `shard_s` seconds, on `flush` and on `close`.
 
-Counters, in rows (one per input image): `written` (in committed shards), `dropped` (buffer full or the log
-closed), `failed` (rows that could not be built or written). `on_count(event, model, rows)` is called with
-each change, e.g. to feed Prometheus counters; for drops it runs on the request path, so keep it cheap.
+Counters, in rows (one per input image): `written` (in committed shards; in the store for a URI), `dropped`
+(buffer full or the log closed), `failed` (rows that could not be built or written, or staged shards given
+up). `on_count(event, model, rows)` is called with each change, e.g. to feed Prometheus counters; for drops it
+runs on the request path, so keep it cheap.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ...settings import Settings
 from .columns import record_rows
 from .record import LoggedTask, PayloadRecord, new_id
 from .shards import ShardFile, ShardFormat, ShardOpener, open_shard, safe_name
+from .upload import ShardStore, Staged, StoreError, Uploader
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,8 @@ DRAIN_BATCH = 256  # records taken off the queue per wake-up
 
 
 class PayloadLogError(ValueError):
-    """The log cannot start as configured (missing pyarrow, an unwritable folder): refused at start-up."""
+    """The log cannot start as configured (missing pyarrow, an unwritable folder, a URI without its fsspec
+    backend): refused at start-up."""
 
 
 @dataclass(eq=False)
@@ -68,7 +72,7 @@ def _require_pyarrow() -> None:
 class PayloadLog:
     def __init__(
         self,
-        directory: Path,
+        directory: Path | str,
         *,
         rate: float = 1.0,
         models: Iterable[str] = (),
@@ -80,18 +84,35 @@ class PayloadLog:
         seed: int | None = None,
         on_count: OnCount | None = None,
         opener: ShardOpener = open_shard,
+        staging: Path | None = None,
+        backlog: int = 100,
+        retry_s: float = 2.0,
     ) -> None:
-        """Starts the writer thread; raises PayloadLogError when the format or folder cannot work.
-        `seed` makes sampling repeatable (tests); `opener` makes the shard files (tests wrap the real one)."""
+        """Starts the writer thread; raises PayloadLogError when the format, folder or URI cannot work.
+        `seed` makes sampling repeatable (tests); `opener` makes the shard files (tests wrap the real one).
+        For a URI, shards are staged under `staging` (default: a folder per URI in the temp dir), at most
+        `backlog` of them wait for the store, and an unreachable store is retried after `retry_s`, backing off."""
         if not 0.0 <= rate <= 1.0:
             raise PayloadLogError(f"payload_log_rate must be within 0..1, got {rate}")
         if fmt == "parquet":
             _require_pyarrow()
+        self._token = new_id()[:8]
+        self._uploader: Uploader | None = None
+        self.location = str(directory)  # for messages: a URI without any user or password
+        store = None
+        if isinstance(directory, str):
+            try:
+                store = ShardStore(directory)
+            except StoreError as exc:
+                raise PayloadLogError(str(exc)) from None
+            self.location = store.display
+            staging = staging or store.staging_root()
+            directory = staging / self._token
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PayloadLogError(f"cannot create the payload log folder {directory}: {exc}") from exc
-        self.directory = directory
+        self.directory = directory  # where shards are written: for a URI, this log's staging folder
         self.rate = rate
         self.models = frozenset(models)
         self.tasks = frozenset(tasks)
@@ -108,8 +129,10 @@ class PayloadLog:
         self._lock = threading.Lock()
         self._closed = False
         self._warned = False
-        self._token = new_id()[:8]
         self._sequence = 0
+        if store is not None and staging is not None:
+            self._uploader = Uploader(store, self._count, staging, directory, backlog=backlog, retry_s=retry_s)
+            self._uploader.adopt()
         self._open: dict[tuple[str, str], _Open] = {}
         self._thread = threading.Thread(target=self._run, name="pixelserve-payload-log", daemon=True)
         self._thread.start()
@@ -157,18 +180,26 @@ class PayloadLog:
     def queued(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def staged(self) -> int:
+        """Committed shards waiting for the object store (0 for a folder)."""
+        return self._uploader.staged if self._uploader is not None else 0
+
     # -- control -------------------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Write everything offered so far and commit the open shards; False if that took longer than timeout."""
+        """Write everything offered so far and commit the open shards (for a URI: try to upload every staged
+        one); False if that took longer than timeout or shards are left staged."""
         if self._closed:
-            return not self._thread.is_alive()
+            return not self._thread.is_alive() and self.staged == 0
         marker = _Flush()
         try:
             self._queue.put(marker, timeout=timeout)
         except queue.Full:
             return False
-        return marker.done.wait(timeout)
+        if not marker.done.wait(timeout):
+            return False
+        return self._uploader is None or self._uploader.drain(timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Write what was offered, commit every shard and stop the writer; later offers are dropped."""
@@ -183,6 +214,8 @@ class PayloadLog:
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("payload log: the writer did not finish within %s s", timeout)
+        if self._uploader is not None:
+            self._uploader.close(timeout)
 
     def __enter__(self) -> PayloadLog:
         return self
@@ -273,7 +306,11 @@ class PayloadLog:
             self._count("failed", key[0], entry.shard.rows)
             self._abort_entry(entry)
             return
-        self._count("written", key[0], entry.shard.rows)
+        if self._uploader is None:
+            self._count("written", key[0], entry.shard.rows)
+        else:
+            relative = entry.shard.path.relative_to(self.directory).as_posix()
+            self._uploader.add(Staged(entry.shard.path, relative, key[0], entry.shard.rows))
 
     def _abort(self, key: tuple[str, str]) -> None:
         entry = self._open.pop(key, None)
