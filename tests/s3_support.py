@@ -59,6 +59,22 @@ class S3Server:
         for name in names:
             self.client.upload_file(str(folder / name), bucket, f"{prefix}/{name}")
 
+    def upload_tree(self, folder: Path, bucket: str, prefix: str) -> list[str]:
+        """Every file under `folder`, subfolders included, at the same relative keys under `prefix`."""
+        keys = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            keys.append(f"{prefix}/{path.relative_to(folder).as_posix()}")
+            self.client.upload_file(str(path), bucket, keys[-1])
+        return keys
+
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        """The keys under `prefix`, sorted (every page of the listing)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
     def delete_prefix(self, bucket: str, prefix: str) -> None:
         listed = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix + "/").get("Contents", [])
         for item in listed:

@@ -19,6 +19,7 @@ from ..errors import ServiceError
 from ..settings import Device
 from .driver import Summary
 from .job import Job, OutputFormat
+from .location import Location, StoreUnavailable
 from .manifest import JobMismatch
 from .sinks import format_for
 from .sources import Source, SourceError, open_source
@@ -50,6 +51,8 @@ class ScoreSettings(CommandSettings):
     outputs: .parquet (default), .jsonl or .csv: one row per input with id, path, model, version, status (ok/error),
     error and the task's columns; failed inputs are also listed in <output stem>.errors.jsonl.
     resume: rerun the same command; finished shards (in <output>.work/) are kept, the output holds every input once.
+    object stores: input and output may be fsspec URIs (s3://, gs://, az://); the work directory is then the
+    <output>.work/ prefix in the store, and credentials come from the backend's standard chain (AWS_* for S3).
     exit status: 0 all inputs scored, 3 some inputs failed (error rows), 1 the job stopped (rerun to resume),
     2 bad usage (unknown model, unsupported task, output of another job, missing extra).
     """
@@ -58,11 +61,13 @@ class ScoreSettings(CommandSettings):
 
     model: str = Field(description="NAME or NAME:VERSION (default: the version the server would serve)")
     model_repository: Path = Field(Path("models"), description="model repository (local and ray engines)")
-    input: Path = Field(description="folder, .tar/.tar.gz, .npz, .parquet or .csv")
-    output: Path = Field(description="result file: .parquet, .jsonl or .csv")
+    input: str = Field(description="folder, .tar/.tar.gz, .npz, .parquet or .csv; a path or a URI (s3://bucket/prefix)")
+    output: str = Field(description="result file: .parquet, .jsonl or .csv; a path or a URI (s3://bucket/out.parquet)")
     task: TaskName | None = Field(None, description="default: the model's task")
     format: OutputFormat | None = Field(None, description="output format (default: from the suffix)")
-    images_dir: Path | None = Field(None, description="denoised PNGs (default: <output stem>-images beside it)")
+    images_dir: Path | None = Field(
+        None, description="denoised PNGs, a local folder (default: <output stem>-images beside a local output)"
+    )
     npz_key: str = Field("x_test", description="array to score in an .npz")
     top_k: int = Field(DEFAULT_TOP_K, ge=1, description="labels per image for classify")
     shard_size: int = Field(1024, ge=1, description="inputs per shard (the unit of resume)")
@@ -89,7 +94,7 @@ class ScoreSettings(CommandSettings):
 
 def job_from_settings(settings: ScoreSettings) -> Job:
     name, version = parse_model(settings.model)
-    output = settings.output
+    output = Location(settings.output)
     fmt = format_for(output, settings.format)
     if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
         raise ValueError("Parquet output needs pyarrow: pip install 'pixelserve[batch]' (or write .jsonl or .csv)")
@@ -97,10 +102,10 @@ def job_from_settings(settings: ScoreSettings) -> Job:
         model=name,
         version=version,
         task=settings.task,
-        input=settings.input,
+        input=Location(settings.input),
         output=output,
         format=fmt,
-        images_dir=settings.images_dir or output.with_name(f"{output.name.split('.')[0]}-images"),
+        images_dir=settings.images_dir or _images_beside(output),
         repository=settings.model_repository,
         npz_key=settings.npz_key,
         top_k=settings.top_k,
@@ -121,6 +126,11 @@ def job_from_settings(settings: ScoreSettings) -> Job:
         progress=settings.progress,
         overwrite=settings.overwrite,
     )
+
+
+def _images_beside(output: Location) -> Path | None:
+    """The default folder for denoised PNGs: beside a local output; none beside an object (see make_scorer)."""
+    return output.local.with_name(f"{output.name.split('.')[0]}-images") if output.local is not None else None
 
 
 def engine_for(job: Job) -> Callable[[Job, Source], Summary]:
@@ -169,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, SourceError, MissingExtra) as exc:
         print(f"pixelserve score: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreUnavailable as exc:
+        print(f"pixelserve score: {type(exc).__name__}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         summary = engine(job, source)
     except (JobMismatch, SourceError) as exc:

@@ -8,12 +8,13 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from ..core.types import Applied, ImageInputs
+from ..errors import InvalidInput
 from .job import Job, Target, identity
+from .location import Location
 from .manifest import WorkDir, shard_ranges, work_dir_for
 from .scorer import Row, Scorer, TaskRunner
 from .sinks import write_errors, write_output
@@ -63,7 +64,7 @@ class Plan:
     pending: list[int]
     scored: int = 0  # inputs scored by this run (resumed shards not counted)
     seconds: float = 0.0  # time spent scoring them
-    startup_s: float | None = None  # Ray: time until the first rows came back (start-up, actors, model loads)
+    startup_s: float | None = None  # Ray: time until the first shard began scoring (start-up, actors, model loads)
     startup_rows: int = 0
 
     def entries(self, index: int) -> Sequence:
@@ -81,8 +82,8 @@ class Summary:
     seconds: float
     target: Target
     task: str
-    output: Path
-    errors_path: Path
+    output: Location
+    errors_path: Location
 
     startup_s: float | None = None
     startup_rows: int = 0
@@ -115,6 +116,8 @@ def make_plan(job: Job, source: Source, target: Target) -> Plan:
 
 
 def make_scorer(runner: TaskRunner, job: Job, target: Target, *, max_pixels: int, request_size: int) -> Scorer:
+    if job.task == "denoise" and job.images_dir is None:
+        raise InvalidInput(f"denoise writes PNGs: with --output in a store ({job.output}) give a local --images-dir")
     return Scorer(
         runner,
         target,

@@ -1,10 +1,16 @@
 """The Ray engine: the same shards scored by a pool of Ray actors, each holding its own InferenceCore.
 
-The dataset carries listing positions of the pending shards; `map_batches` (numpy batches) hands them to an
-actor, which reads the payloads from the source itself (no image bytes pass through the driver), decodes and
-scores them through its core, and returns one JSON row per position. The driver gathers rows per shard and
-commits a shard once all of its rows are in, with the same work directory and manifest as the local engine,
-so a job may be resumed by either engine.
+The dataset carries the indices of the pending shards, one per block; `map_batches` hands one shard at a time
+to an actor, which reads the shard's payloads from the source itself (local files, or concurrent GETs from the
+store), scores them through its core and writes the shard to the work directory itself, in one atomic step
+(rename, or one PUT). Only a receipt comes back to the driver (shard, rows, errors, who wrote it): no image and
+no row passes through it. The driver records each receipt in the manifest, the single writer of the manifest,
+and assembles the output from the shards at the end, as the local engine does; a job may be resumed by either.
+
+Why not `ray.data.read_binary_files`: a shard must be written whole by one worker for its commit to be atomic,
+and Ray Data's readers cut files into blocks of their own choosing; lining those up with shards again takes a
+shuffle of every image. An actor reading its shard's objects itself is the same concurrent GETs without one.
+With the output in a store the work directory is too, so workers on other nodes write to it directly.
 
 Resources: an actor reserves `ACTOR_CPUS` (less than a core) so Ray's own read and split tasks still find a
 CPU on small machines (with whole-core actors a 2-core box deadlocks), and one GPU when the cluster has GPUs.
@@ -13,7 +19,6 @@ CPU on small machines (with whole-core actors a 2-core box deadlocks), and one G
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -26,31 +31,43 @@ from ..wiring import build_core
 from .driver import Plan, Progress, Summary, finish, make_plan, make_scorer
 from .engine_local import checked_target, core_settings
 from .job import Job, Target
-from .scorer import Row
+from .location import Location
+from .manifest import write_shard
 from .sources import Source
 
 ACTOR_CPUS = 0.5
 RAY_TEMP_DIR = "/tmp/ray-pixelserve"  # short: Ray's socket paths must fit in 107 bytes
-ACTOR_BATCH = 256
 
 
 class ScoreActor:
     """One core per actor, on the actor's own event loop (its batcher lives there between calls)."""
 
-    def __init__(self, job: Job, source: Source, target: Target, threads: int) -> None:
+    def __init__(self, job: Job, source: Source, target: Target, threads: int, work: Location) -> None:
         settings = core_settings(job, threads=threads)
         self.loop = asyncio.new_event_loop()
         self.core = self.loop.run_until_complete(build_core(settings, Metrics()))
         self.source = source
+        self.size = job.shard_size
+        self.work = work
         self.scorer = make_scorer(
             self.core, job, target, max_pixels=settings.max_image_pixels, request_size=job.shard_size
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        positions = batch["pos"]
-        entries = [self.source.entries[int(p)] for p in positions]
-        rows = self.loop.run_until_complete(self.scorer.score(entries, self.source.read(entries)))
-        return {"pos": positions, "row": np.array([json.dumps(r, ensure_ascii=False) for r in rows], dtype=object)}
+        """Score and write each shard of the batch; return receipts only."""
+        receipts, began = [], time.time()
+        for shard in batch["shard"]:
+            start = int(shard) * self.size
+            entries = self.source.entries[start : start + self.size]
+            rows = self.loop.run_until_complete(self.scorer.score(entries, self.source.read(entries)))
+            receipts.append(write_shard(self.work, int(shard), rows))
+        return {
+            "shard": batch["shard"],
+            "began": np.full(len(receipts), began),  # wall clock: when this worker started on the shard
+            "rows": np.array([r["rows"] for r in receipts], dtype=np.int64),
+            "errors": np.array([r["errors"] for r in receipts], dtype=np.int64),
+            "writer": np.array([r["writer"] for r in receipts], dtype=object),
+        }
 
 
 def _init_ray(job: Job) -> Any:
@@ -86,39 +103,41 @@ def _actors(job: Job, cluster: dict[str, float]) -> tuple[int, float]:
 
 
 def _score(ray: Any, plan: Plan, progress: Progress, started: float) -> None:
-    """`started` is before ray.init, so the start-up time reported covers Ray, the actors and their cores."""
+    """`started` (wall clock) is before ray.init: the start-up reported is until the first shard began scoring,
+    so it covers Ray, the actors and their cores, and the steady rate covers every row."""
     job = plan.job
-    size = job.shard_size
-    positions = [p for i in plan.pending for p in plan.shards[i]]
     cluster = ray.cluster_resources()
     actors, gpus = _actors(job, cluster)
     threads = job.threads or max(1, int(cluster.get("CPU", 1)) // actors)
-    dataset = ray.data.from_items([{"pos": p} for p in positions], override_num_blocks=max(1, len(plan.pending)))
+    dataset = ray.data.from_items([{"shard": i} for i in plan.pending], override_num_blocks=len(plan.pending))
+    arguments = {"job": job, "source": plan.source, "target": plan.target, "threads": threads, "work": plan.work.root}
     scored = dataset.map_batches(
         ScoreActor,
-        fn_constructor_kwargs={"job": job, "source": plan.source, "target": plan.target, "threads": threads},
-        batch_size=min(size, ACTOR_BATCH),
+        fn_constructor_kwargs=arguments,
+        batch_size=1,  # a shard is the unit of work and of commit
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=ACTOR_CPUS,
         num_gpus=gpus,
     )
     _quiet_ray_data()
-    waiting: dict[int, dict[int, Row]] = {}
+    recorded: set[int] = set()
     for batch in scored.iter_batches(batch_format="numpy", batch_size=None):
-        if plan.startup_s is None:
-            plan.startup_s, plan.startup_rows = time.perf_counter() - started, len(batch["pos"])
-        for pos, text in zip(batch["pos"], batch["row"], strict=True):
-            shard = int(pos) // size
-            rows = waiting.setdefault(shard, {})
-            rows[int(pos)] = json.loads(text)
-            if len(rows) == len(plan.shards[shard]):
-                plan.work.commit(shard, [rows[p] for p in plan.shards[shard]])
-                plan.scored += len(rows)
-                del waiting[shard]
-                progress.update(len(plan.shards[shard]))
-    if waiting:
-        raise RuntimeError(f"Ray returned incomplete shards {sorted(waiting)}; rerun to resume")
+        receipts = zip(batch["shard"], batch["rows"], batch["errors"], batch["writer"], strict=True)
+        for shard, rows, errors, writer in receipts:
+            index, count = int(shard), int(rows)
+            if count != len(plan.shards[index]):
+                raise RuntimeError(f"shard {index} came back with {count} rows, not {len(plan.shards[index])}")
+            plan.work.record(index, {"rows": count, "errors": int(errors), "writer": str(writer)})
+            recorded.add(index)
+            plan.scored += count
+            progress.update(count)
+        first = min(float(t) for t in batch["began"]) - started  # another node's clock may be off: clamp
+        first = max(0.0, min(first, time.time() - started))
+        plan.startup_s = first if plan.startup_s is None else min(plan.startup_s, first)
+    missing = sorted(set(plan.pending) - recorded)
+    if missing:
+        raise RuntimeError(f"Ray returned no receipt for shards {missing}; rerun to resume")
 
 
 def run(job: Job, source: Source) -> Summary:
@@ -126,13 +145,13 @@ def run(job: Job, source: Source) -> Summary:
     job, target = asyncio.run(checked_target(job))
     plan = make_plan(job, source, target)
     if plan.pending:
-        started = time.perf_counter()
+        started = time.time()
         ray = _init_ray(job)
         progress = Progress(plan)
         try:
             _score(ray, plan, progress, started)
         finally:
-            plan.seconds = time.perf_counter() - started
+            plan.seconds = time.time() - started
             progress.close()
             ray.shutdown()
     return finish(plan)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pixelserve.modelspec import Preprocessing
 
 from ..core.types import DEFAULT_TOP_K, NormalizeMode, ResizeMode, TaskName
+from .location import Location
 from .sources import Source
 
 OutputFormat = Literal["parquet", "jsonl", "csv"]
@@ -20,10 +21,10 @@ class Job:
     model: str
     version: int | None
     task: TaskName | None  # None: the model's own task
-    input: Path
-    output: Path
+    input: Location
+    output: Location
     format: OutputFormat
-    images_dir: Path
+    images_dir: Path | None  # None: the output is in a store and no local --images-dir was given
     repository: Path = Path("models")
     npz_key: str = "x_test"
     top_k: int = DEFAULT_TOP_K
@@ -45,7 +46,7 @@ class Job:
     overwrite: bool = False
 
     @property
-    def errors_path(self) -> Path:
+    def errors_path(self) -> Location:
         return self.output.with_suffix(".errors.jsonl")
 
 
@@ -68,7 +69,7 @@ def identity(job: Job, target: Target, source: Source) -> dict[str, Any]:
     if job.task == "classify":
         options["top_k"] = job.top_k
     if job.task == "denoise":
-        options["images_dir"] = str(job.images_dir.resolve())
+        options["images_dir"] = str(job.images_dir.resolve()) if job.images_dir else None
     if source.kind == "npz":
         options["npz_key"] = job.npz_key
     return {
@@ -76,7 +77,7 @@ def identity(job: Job, target: Target, source: Source) -> dict[str, Any]:
         "version": target.version,
         "task": job.task,
         "input": {
-            "path": str(job.input.resolve()),
+            "path": job.input.identity(),
             "kind": source.kind,
             "count": len(source.entries),
             "fingerprint": source.fingerprint(),

@@ -4,19 +4,27 @@ Exactly once: a shard's rows are written to a temporary file and renamed into pl
 the shard. A killed run leaves at worst a temporary file or a shard the manifest does not list yet; both are
 simply done again. The manifest's job identity (model and version, task, input fingerprint, options) must
 match a rerun's, so rows of two different jobs never end up in one output.
+
+With an output in an object store the work directory is the `<output>.work/` prefix beside it: a shard is one
+object written in one PUT (atomic), and the manifest is rewritten in one PUT after it. Whoever scored a shard
+may write it (a Ray worker does, see `write_shard`); only the driver records shards in the manifest, so the
+manifest has a single writer and a shard it does not list is redone however far its object got.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from .location import Location
 from .scorer import Row
-from .sinks import read_jsonl, temp_path, write_jsonl
+
+P = TypeVar("P", Path, Location)
 
 MANIFEST = "manifest.json"
 
@@ -30,8 +38,24 @@ def shard_ranges(count: int, size: int) -> list[range]:
     return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def work_dir_for(output: Path) -> Path:
+def work_dir_for(output: P) -> P:
     return output.with_name(f"{output.name}.work")
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}.jsonl"
+
+
+def writer() -> str:
+    """Who wrote a shard (process id @ host), recorded in the manifest: the driver, or a Ray worker."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def write_shard(root: Location, index: int, rows: Sequence[Row]) -> dict[str, Any]:
+    """Write one shard in one atomic step; returns what the manifest records about it."""
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    (root / shard_name(index)).write_bytes(data)
+    return {"rows": len(rows), "errors": sum(row["status"] != "ok" for row in rows), "writer": writer()}
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -46,22 +70,22 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 
 
 class WorkDir:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Location) -> None:
         self.root = root
         self.manifest: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def shard_path(self, index: int) -> Path:
-        return self.root / f"shard-{index:06d}.jsonl"
+    def shard_path(self, index: int) -> Location:
+        return self.root / shard_name(index)
 
-    def open(self, job: dict[str, Any], shards: Sequence[range], *, output: Path, overwrite: bool) -> set[int]:
+    def open(self, job: dict[str, Any], shards: Sequence[range], *, output: Location, overwrite: bool) -> set[int]:
         """Start or resume; returns the shards already finished. Raises JobMismatch for another job's output."""
         job = json.loads(json.dumps(job))
         path = self.root / MANIFEST
         if overwrite:
-            shutil.rmtree(self.root, ignore_errors=True)
+            self.root.remove_tree()
         elif path.exists():
-            recorded = json.loads(path.read_text())
+            recorded = json.loads(path.read_bytes())
             if recorded.get("job") != job:
                 changes = "; ".join(_differences(recorded.get("job", {}), job))
                 raise JobMismatch(
@@ -75,30 +99,32 @@ class WorkDir:
             )
         if not self.manifest:
             self.manifest = {"job": job, "shard_count": len(shards), "shards": {}}
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.make_dir()
             self._save()
         done = self.manifest["shards"]
+        listed = set(self.root.files()) if self.root.local is None else None  # one listing, not a HEAD per shard
         return {
             i
             for i, r in enumerate(shards)
-            if done.get(str(i), {}).get("rows") == len(r) and self.shard_path(i).exists()
+            if done.get(str(i), {}).get("rows") == len(r)
+            and (shard_name(i) in listed if listed is not None else self.shard_path(i).exists())
         }
 
     def commit(self, index: int, rows: Sequence[Row]) -> None:
-        """Rename the shard into place, then record it; safe to call from several threads."""
-        write_jsonl(self.shard_path(index), rows)
-        errors = sum(row["status"] != "ok" for row in rows)
+        """Write the shard atomically, then record it; safe to call from several threads."""
+        self.record(index, write_shard(self.root, index, rows))
+
+    def record(self, index: int, written: dict[str, Any]) -> None:
+        """Record a shard already written (by this process or a worker): from now on a rerun keeps it."""
         with self._lock:
-            self.manifest["shards"][str(index)] = {"rows": len(rows), "errors": errors}
+            self.manifest["shards"][str(index)] = written
             self._save()
 
     def _save(self) -> None:
-        path = self.root / MANIFEST
-        temp = temp_path(path)
-        temp.write_text(json.dumps(self.manifest, indent=1, sort_keys=True) + "\n")
-        temp.replace(path)
+        (self.root / MANIFEST).write_bytes((json.dumps(self.manifest, indent=1, sort_keys=True) + "\n").encode())
 
     def rows(self) -> Iterator[Row]:
         """Every shard's rows in shard order: the listing order, each input once."""
         for i in range(self.manifest["shard_count"]):
-            yield from read_jsonl(self.shard_path(i))
+            for line in self.shard_path(i).read_bytes().decode().splitlines():
+                yield json.loads(line)

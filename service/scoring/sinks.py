@@ -1,6 +1,6 @@
-"""Rows on disk: shard files (JSON lines, written atomically) and the assembled output (Parquet, JSONL or CSV)
-plus the errors file. Every output has the same columns for a task, whatever rows failed, so files of one
-job always line up."""
+"""Rows on disk or in a store: the assembled output (Parquet, JSONL or CSV) plus the errors file, each written
+to a local file first, then renamed (or uploaded in one PUT) into place, so it appears whole or not at all.
+Every output has the same columns for a task, whatever rows failed, so files of one job always line up."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from ..core.types import TaskName
 from .job import OutputFormat
+from .location import Location
 from .scorer import Row
 from .sources import IdType
 
@@ -40,37 +41,13 @@ def columns(task: TaskName) -> tuple[str, ...]:
     return COMMON_COLUMNS + TASK_COLUMNS[task]
 
 
-def format_for(path: Path, explicit: str | None) -> OutputFormat:
+def format_for(path: Path | Location, explicit: str | None) -> OutputFormat:
     if explicit:
         return FORMATS[f".{explicit}"]
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the output format from {path.name!r}; use .parquet, .jsonl or .csv or --format")
     return fmt
-
-
-def temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def write_jsonl(path: Path, rows: Iterable[Row]) -> int:
-    """Atomically (temp file, fsync, rename): a reader sees the old file or the whole new one, never a part."""
-    temp = temp_path(path)
-    count = 0
-    with temp.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    return count
-
-
-def read_jsonl(path: Path) -> Iterator[Row]:
-    with path.open() as f:
-        for line in f:
-            yield json.loads(line)
 
 
 def _arrow_schema(task: TaskName, id_type: IdType) -> Any:
@@ -117,14 +94,17 @@ def _csv_cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def write_output(path: Path, fmt: OutputFormat, task: TaskName, id_type: IdType, rows: Iterable[Row]) -> int:
+def write_output(location: Location, fmt: OutputFormat, task: TaskName, id_type: IdType, rows: Iterable[Row]) -> int:
     """The final output, atomically; missing task columns (error rows) are null. Returns the row count."""
+    with location.staged() as temp:
+        return _write_output(temp, fmt, task, id_type, rows)
+
+
+def _write_output(temp: Path, fmt: OutputFormat, task: TaskName, id_type: IdType, rows: Iterable[Row]) -> int:
     names = columns(task)
     complete = ({name: row.get(name) for name in names} for row in rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "jsonl":
-        return write_jsonl(path, complete)
-    temp = temp_path(path)
+        return _write_lines(temp, complete)
     count = 0
     if fmt == "csv":
         with temp.open("w", newline="") as f:
@@ -142,10 +122,22 @@ def write_output(path: Path, fmt: OutputFormat, task: TaskName, id_type: IdType,
             for chunk in _chunks(complete, PARQUET_ROWS_PER_GROUP):
                 writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
                 count += len(chunk)
-    os.replace(temp, path)
     return count
 
 
-def write_errors(path: Path, rows: Iterable[Row]) -> int:
+def write_errors(location: Location, rows: Iterable[Row]) -> int:
     """Only the failed inputs, with their reason: the list to fix or to look at."""
-    return write_jsonl(path, ({"id": r["id"], "path": r["path"], "error": r["error"]} for r in rows))
+    with location.staged() as temp:
+        return _write_lines(temp, ({"id": r["id"], "path": r["path"], "error": r["error"]} for r in rows))
+
+
+def _write_lines(path: Path, rows: Iterable[Row]) -> int:
+    """JSON lines, fsynced: the caller renames or uploads the finished file."""
+    count = 0
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+        f.flush()
+        os.fsync(f.fileno())
+    return count

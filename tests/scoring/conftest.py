@@ -3,11 +3,12 @@ present, and a runner for the real `pixelserve score` command (in-process or as 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from pixelserve.service.scoring.main import main as score_main
 from tests import prerequisites
+from tests.s3_support import S3Server, s3_server
 from tests.service.conftest import metrics, model_repository, repository_template, settings
 
 __all__ = ["metrics", "model_repository", "repository_template", "settings"]
@@ -44,6 +46,34 @@ def score_process(*args: str | Path, **kwargs: Any) -> subprocess.Popen[str]:
     """`python -m pixelserve score ARGS` as a real child process."""
     command = [sys.executable, "-m", "pixelserve", "score", *map(str, args), "--no-progress", "--device", "cpu"]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """A real S3 API (moto's server) with buckets `inputs` and `results`; this process's s3fs points at it, and
+    `store.env` does the same for child processes."""
+    with s3_server(tmp_path / "moto.log") as server:
+        for bucket in ("inputs", "results"):
+            server.client.create_bucket(Bucket=bucket)
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+def object_rows(store: S3Server, uri: str) -> list[dict[str, Any]]:
+    """The rows of an output object (s3://bucket/key), as `read_rows` reads a local file."""
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    data = store.read(bucket, key)
+    if key.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(io.BytesIO(data)).to_pylist()
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def without_path(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as compared across locations: the `path` column names where each input was read from."""
+    return [{k: v for k, v in row.items() if k != "path"} for row in rows]
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
