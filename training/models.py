@@ -35,12 +35,13 @@ def _normalize(x, mean: Sequence[float] | None, std: Sequence[float] | None):
     """Per-channel standardisation inside the graph, with statistics measured on the training set.
 
     A frozen 1x1 depthwise convolution computes (x - mean) / std; it exports to ONNX as plain weights
-    (Keras' Normalization layer exports its statistics as extra graph inputs).
+    (Keras' Normalization layer exports its statistics as extra graph inputs). It computes in float32 under any
+    policy: bfloat16 keeps 8 significant bits, too few for 8-bit pixels once the mean is subtracted.
     """
     if mean is None or std is None:
         return x
     scale = np.asarray(std, dtype=np.float32) ** -1
-    layer = layers.DepthwiseConv2D(1, trainable=False, name=NORMALIZE_LAYER)
+    layer = layers.DepthwiseConv2D(1, trainable=False, name=NORMALIZE_LAYER, dtype="float32")
     y = layer(x)
     layer.set_weights([scale.reshape(1, 1, -1, 1), -np.asarray(mean, dtype=np.float32) * scale])
     return y
@@ -165,7 +166,7 @@ def airbench(
     """
     inputs = keras.Input(input_shape)
     x = _normalize(inputs, mean, std)
-    x = Whitening(whiten_patch, name="whiten")(x)
+    x = Whitening(whiten_patch, name="whiten", dtype="float32")(x)  # 1/sqrt(eigenvalue) scales need float32
     x = layers.Activation(activation)(x)
 
     def norm(x):

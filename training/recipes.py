@@ -43,13 +43,15 @@ class Recipe:
     early_stopping_patience: int = 0  # 0 disables early stopping
     seed: int = 1337
 
-    # Augmentation (classifiers), applied in the input pipeline, never exported
+    # Augmentation (classifiers unless noted), applied in the input pipeline, never exported
     augment_rotation: float = 0.0  # fraction of a full turn
     augment_shift: float = 0.0  # fraction of width/height
-    augment_zoom: float = 0.0
+    augment_zoom: float = 0.0  # scale in [1 - zoom, 1 + zoom]
+    augment_shear: float = 0.0  # horizontal shear factor in [-shear, shear]; all four resampled at once
     augment_flip: bool = False
     augment_flip_alternating: bool = False  # airbench: a fixed half starts mirrored, all flip every other epoch
     augment_crop_pad: int = 0  # random whole-pixel translation up to this many pixels, borders reflected
+    augment_dihedral: bool = False  # autoencoders: a random one of the 8 mirror/quarter-turn views (square images)
     whitening_samples: int = 5000  # training images the whitening layer's patch statistics are measured on
     tta_flip: bool = False  # average the prediction with that of the mirrored image, inside the exported graph
     tta_translate: int = 0  # also average views shifted by this many pixels (up-left, down-right; reflected)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixelserve.training import augment, optim
+from pixelserve.training import augment, models, optim
 from pixelserve.training import layers as training_layers
-from pixelserve.training.analysis import encoder_jacobian_norm
+from pixelserve.training.analysis import code_activity, encoder_jacobian_norm
 from pixelserve.training.export import serving_model
 from pixelserve.training.recipes import Recipe
 
@@ -162,3 +162,30 @@ def test_recipes_stored_in_committed_models_still_read_back(spec: Path) -> None:
         key = f.name
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
         assert again[key] == json.loads(json.dumps(default)), key
+
+
+def test_input_normalisation_and_whitening_compute_in_float32_under_a_bfloat16_policy() -> None:
+    images = np.random.default_rng(0).random((4, 32, 32, 3)).astype(np.float32)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = models.airbench((32, 32, 3), 10, widths=(8, 8, 8), mean=[0.5, 0.4, 0.3], std=[0.25, 0.2, 0.3]).model
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    training_layers.fit_whitening(model, images)
+    for name in (models.NORMALIZE_LAYER, "whiten"):
+        layer = model.get_layer(name)
+        assert layer.compute_dtype == "float32" and layer.output.dtype == "float32"
+    assert {lyr.compute_dtype for lyr in model.layers if isinstance(lyr, keras.layers.Conv2D)} == {"bfloat16"}
+    layer = model.get_layer("whiten")
+    whitened = np.asarray(keras.Model(model.input, layer.output)(images))
+    normalised = ((images - np.array([0.5, 0.4, 0.3])) / np.array([0.25, 0.2, 0.3])).astype(np.float32)
+    expected = tf.nn.conv2d(normalised, np.asarray(layer.kernel), 1, "VALID").numpy() + np.asarray(layer.bias)
+    np.testing.assert_allclose(whitened, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_code_activity_counts_units_above_the_threshold() -> None:
+    codes = np.array([[0.0, 0.5, 0.005, -0.2], [0.0, 0.0, 0.02, 0.0]], np.float32)
+    activity = code_activity(codes, threshold=0.01)
+    assert activity["active_share"] == 3 / 8 and activity["active_units_per_image"] == 1.5
+    assert activity["live_unit_share"] == 3 / 4  # the first unit never fires
+    np.testing.assert_allclose(activity["mean_abs_activation"], 0.725 / 8)
