@@ -22,7 +22,8 @@ EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "ab
 
 
 def is_uri(location: object) -> bool:
-    return isinstance(location, str) and "://" in location
+    """A location for fsspec; a plain path or ``file://`` stays on local disk (with its atomic renames)."""
+    return isinstance(location, str) and "://" in location and not location.lower().startswith("file://")
 
 
 def redact(uri: str) -> str:

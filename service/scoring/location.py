@@ -20,6 +20,7 @@ from typing import IO, Any, TypeVar
 
 from .. import storage
 from ..errors import ServiceError
+from ..storage import is_uri
 
 
 class StoreUnavailable(ServiceError):
@@ -59,11 +60,6 @@ def _patiently(display: str, call: Callable[[], T]) -> T:
                 raise
             time.sleep(BACKOFF_S * 2**attempt)
     raise AssertionError("unreachable")
-
-
-def is_uri(text: object) -> bool:
-    """A URI for fsspec; a plain path or file:// stays on local disk (with its atomic renames)."""
-    return storage.is_uri(text) and not str(text).startswith("file://")
 
 
 def temp_path(path: Path) -> Path:
