@@ -189,7 +189,7 @@ class ModelRepository:
         started = time.perf_counter()
         try:
             path = await asyncio.to_thread(self.store.fetch, found)
-            if path != found.path:
+            if not isinstance(self.store, LocalStore):  # a download (or a verified copy already in the cache)
                 self._metrics.repository_fetch.observe(time.perf_counter() - started)
             runners = await asyncio.to_thread(load_version, path, found.spec, self._factory, self.settings)
         except StoreUnavailable as exc:  # not the version's fault: try it again next poll

@@ -128,6 +128,7 @@ def test_a_version_uploaded_under_load_swaps_in_with_nothing_lost(
     assert set(answers) == {(200, 2), (200, 3)}, answers  # every request answered, by one version or the other
     assert answers[(200, 2)] > 0
     assert "fetched mnist-classifier version 3 from s3://models/fleet/repo" in server.log()
+    assert _metric(server, "pixelserve_model_repository_fetch_seconds_count") == 2  # versions 2 and 3
 
 
 def test_a_half_uploaded_version_is_never_served(s3: S3Server, server: ServerProcess, tmp_path: Path) -> None:
