@@ -37,6 +37,8 @@ def _token(info: dict[str, Any]) -> tuple[object, ...]:
 
 
 class ObjectStore:
+    settles = False  # complete only once every digest matches (see `_describe`), so never half-read
+
     def __init__(self, uri: str, cache_dir: Path) -> None:
         self.display = redact(uri)
         self.fs, self.root = open_filesystem(uri, "model repository")

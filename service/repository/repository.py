@@ -8,8 +8,8 @@ The versions come from a `Store`: a local folder, or a prefix in an object store
 whole into a local cache and checked against model.json's digests before loading (`store`, `objectstore`).
 While the store cannot be reached, what is serving keeps serving.
 
-Hot reload: a background task rescans every ``reload_interval_s`` (a file must be unchanged over two scans
-before it is loaded, so half-copied files are not). A new or changed version is loaded, checked against its
+Hot reload: a background task rescans every ``reload_interval_s`` (in a folder a file must be unchanged over two
+scans before it is loaded, so half-copied files are not). A new or changed version is loaded, checked against its
 model.json and warmed up in a worker thread while the current one keeps serving; only then is it swapped in,
 in one assignment on the event loop. The replaced version drains: requests that already hold it finish, then
 its batcher finishes its queue and closes. A version that fails to load is marked failed (with the reason,
@@ -167,7 +167,8 @@ class ModelRepository:
             is_served = served is not None and served.version == version
             if is_served and served.fingerprint == record.disk.fingerprint:
                 return
-            if previous is not None and previous.get((model.name, version)) != record.disk.fingerprint:
+            changed = previous is not None and previous.get((model.name, version)) != record.disk.fingerprint
+            if changed and self.store.settles:
                 return  # still changing: keep what is served, look again next scan
             if not record.was_rejected and await self._load(model, record):
                 return

@@ -27,6 +27,9 @@ class StoreUnavailable(Exception):
 
 class Store(Protocol):
     display: str  # for logs and messages: never holds credentials
+    # A changed version waits one more scan before it loads: a folder's files may be half-copied. An object
+    # store's versions are proven whole by their digests, and a PUT is atomic, so they need not wait.
+    settles: bool
 
     def check(self, allow_empty: bool) -> None:
         """Start-up: raise ValueError naming the repository when it cannot be what the server serves from."""
@@ -41,6 +44,8 @@ class Store(Protocol):
 
 
 class LocalStore:
+    settles = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.display = str(root.resolve())
