@@ -54,10 +54,6 @@ def load(path: Path) -> GoldenData:
         return GoldenData(encoded, [str(k) for k in archive["kinds"]], expected)
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def psnr(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
     """Per-image PSNR in dB; uint8 references are taken as 0..255, float estimates as 0..1."""
     ref = reference.astype(np.float64) / (255.0 if reference.dtype == np.uint8 else 1.0)

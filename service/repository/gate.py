@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pixelserve import golden
-from pixelserve.modelspec import INPUT_IMAGE, ModelSpec
+from pixelserve.modelspec import INPUT_IMAGE, ModelSpec, sha256_file
 
 from ..core import images
 from ..core.runtime import CPU, ModelRunner
@@ -31,7 +31,7 @@ def load_checked(version_dir: Path, spec: ModelSpec) -> golden.GoldenData | None
     path = version_dir / spec.golden.file
     if not path.is_file():
         raise VersionRejected(f"{QUALITY_GATE}: golden set {spec.golden.file} is missing")
-    if golden.sha256_of(path) != spec.golden.sha256:
+    if sha256_file(path) != spec.golden.sha256:
         raise VersionRejected(f"{QUALITY_GATE}: {spec.golden.file} is not the golden set model.json records (sha256)")
     return golden.load(path)
 

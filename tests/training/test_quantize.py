@@ -13,7 +13,7 @@ import pytest
 
 from pixelserve import golden
 from pixelserve.measured import GOLDEN_FILE
-from pixelserve.modelspec import MODEL_FILE, OUTPUT_PROBABILITIES, SPEC_FILE, ModelSpec
+from pixelserve.modelspec import MODEL_FILE, OUTPUT_PROBABILITIES, SPEC_FILE, ModelSpec, sha256_file
 from pixelserve.training import evaluate, quantize
 from pixelserve.training.cli import main as training_cli
 from pixelserve.training.data import Dataset, load_dataset
@@ -81,7 +81,7 @@ def test_a_good_variant_is_written_with_its_source_gates_and_own_golden_set(
     kept = {n.name for n in graph.node}
     assert set(record.kept_float) <= kept
     # its own golden set: recorded hash, its own outputs, not the float's
-    assert spec.golden is not None and spec.golden.sha256 == golden.sha256_of(result.written / GOLDEN_FILE)
+    assert spec.golden is not None and spec.golden.sha256 == sha256_file(result.written / GOLDEN_FILE)
     assert source.golden is None or spec.golden.sha256 != source.golden.sha256
     data = golden.load(result.written / GOLDEN_FILE)
     batch = prepared_batch(data.encoded, spec.preprocessing, spec.preprocessing.resize, spec.preprocessing.normalize)

@@ -30,7 +30,7 @@ from ...settings import Settings
 from .columns import record_rows
 from .record import LoggedTask, PayloadRecord, new_id
 from .shards import ShardFile, ShardFormat, ShardOpener, open_shard, safe_name
-from .upload import ShardStore, Staged, StoreError, Uploader
+from .upload import ShardStore, Staged, Uploader
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class PayloadLog:
         if isinstance(directory, str):
             try:
                 store = ShardStore(directory)
-            except StoreError as exc:
+            except ValueError as exc:  # no backend for the scheme, or options it refuses
                 raise PayloadLogError(str(exc)) from None
             self.location = store.display
             staging = staging or store.staging_root()

@@ -35,19 +35,13 @@ Count = Callable[[Literal["written", "failed"], str, int], None]  # (event, mode
 SUFFIXES = (".parquet", ".jsonl")
 
 
-class StoreError(ValueError):
-    """The URI cannot be written through fsspec here (no backend installed, options it refuses)."""
-
-
 class ShardStore:
     """The store side: where a staged shard goes (`<prefix>/<model>/<task>/<name>`), one PUT per shard."""
 
     def __init__(self, uri: str) -> None:
+        """ValueError (from `open_filesystem`) when the URI cannot be written here."""
         self.uri, self.display = uri, redact(uri)
-        try:
-            self.fs, self.root = open_filesystem(uri, "payload log")
-        except ValueError as exc:
-            raise StoreError(str(exc)) from None
+        self.fs, self.root = open_filesystem(uri, "payload log")
         if hasattr(self.fs, "retries"):  # s3fs tries 5 times, backing off (~10 s); the uploader is the retry loop
             self.fs.retries = 1
         _quiet_write_resets()
