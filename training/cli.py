@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import Field
 from pydantic_settings import CliApp, CliImplicitFlag, CliPositionalArg, SettingsConfigDict
@@ -25,6 +26,26 @@ DATA_DIR_HELP = "folder with <dataset>.npz or image folders/archives; without it
 
 
 SET_FLAG = "--set"
+# Recipe fields that only shape the exported graph and its checks, so `pixelserve export` may change them.
+EXPORT_FIELDS = ("tta_flip", "tta_translate", "tta_dihedral", "opset", "parity_samples", "parity_tolerance")
+S = TypeVar("S", bound=CommandSettings)
+
+
+def _with_set_flags(cls: type[S], argv: Sequence[str] | None) -> S:
+    """pydantic-settings would split a list value at its commas, so ``--set eval_sigmas=[0.1,0.3]`` would become
+    two overrides: --set values are taken out first and handed over whole."""
+    rest: list[str] = []
+    overrides: list[str] = []
+    args = iter(sys.argv[1:] if argv is None else argv)
+    for arg in args:
+        if arg == SET_FLAG:
+            overrides.append(next(args, ""))
+        elif arg.startswith(SET_FLAG + "="):
+            overrides.append(arg[len(SET_FLAG) + 1 :])
+        else:
+            rest.append(arg)
+    extra = {"set": overrides} if overrides else {}
+    return CliApp.run(cls, cli_args=rest, **extra)
 
 
 class TrainSettings(CommandSettings):
@@ -50,20 +71,7 @@ class TrainSettings(CommandSettings):
 
     @classmethod
     def from_cli(cls, argv: Sequence[str] | None = None) -> TrainSettings:
-        """pydantic-settings would split a list value at its commas, so ``--set eval_sigmas=[0.1,0.3]`` would
-        become two overrides: --set values are taken out first and handed over whole."""
-        rest: list[str] = []
-        overrides: list[str] = []
-        args = iter(sys.argv[1:] if argv is None else argv)
-        for arg in args:
-            if arg == SET_FLAG:
-                overrides.append(next(args, ""))
-            elif arg.startswith(SET_FLAG + "="):
-                overrides.append(arg[len(SET_FLAG) + 1 :])
-            else:
-                rest.append(arg)
-        extra = {"set": overrides} if overrides else {}
-        return CliApp.run(cls, cli_args=rest, **extra)
+        return _with_set_flags(cls, argv)
 
 
 class EvaluateSettings(CommandSettings):
@@ -94,10 +102,23 @@ class ExportSettings(CommandSettings):
 
     model_config = SettingsConfigDict(cli_prog_name="pixelserve export")
 
-    run_dir: CliPositionalArg[Path] = Field(description="a training run directory: runs/<recipe>/<timestamp>")
+    run_dirs: CliPositionalArg[list[Path]] = Field(
+        description="a training run directory (runs/<recipe>/<timestamp>); several: their ensemble, the mean of "
+        "their probabilities in one graph (members of one recipe, different seeds)"
+    )
     data_dir: Path | None = Field(None, description=DATA_DIR_HELP)
     out: Path = Field(Path("models"), description="model repository to export into")
     version: int | None = Field(None, ge=1, description="version to export as (default: the next free one)")
+    name: str | None = Field(None, description="several runs: the ensemble's model name (default: their recipe's)")
+    overrides: list[str] = Field(
+        default_factory=list,
+        alias="set",
+        description=f"change an export-time recipe field, KEY=VALUE, repeatable: {', '.join(EXPORT_FIELDS)}",
+    )
+
+    @classmethod
+    def from_cli(cls, argv: Sequence[str] | None = None) -> ExportSettings:
+        return _with_set_flags(cls, argv)
 
 
 class QuantizeSettings(CommandSettings):
@@ -132,13 +153,18 @@ def main(command: str, argv: list[str]) -> int:
     return run(settings)
 
 
-def _overrides(settings: TrainSettings) -> dict[str, str]:
-    overrides = {}
-    for item in settings.overrides:
+def _pairs(items: list[str], command: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"pixelserve train: --set takes KEY=VALUE, got {item!r}")
-        overrides[key] = value
+            raise SystemExit(f"pixelserve {command}: --set takes KEY=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _overrides(settings: TrainSettings) -> dict[str, str]:
+    overrides = _pairs(settings.overrides, "train")
     for key in ("epochs", "batch_size", "seed"):
         if getattr(settings, key) is not None:
             overrides[key] = str(getattr(settings, key))
@@ -146,10 +172,11 @@ def _overrides(settings: TrainSettings) -> dict[str, str]:
 
 
 def _train(settings: TrainSettings) -> int:
+    from .ensemble import train_ensemble
     from .train import train
 
     recipe = get_recipe(settings.recipe).with_overrides(_overrides(settings))
-    result = train(
+    result = (train_ensemble if recipe.members > 1 else train)(
         recipe,
         data_dir=settings.data_dir,
         repository=settings.out,
@@ -186,9 +213,24 @@ def _evaluate(settings: EvaluateSettings) -> int:
 
 
 def _export(settings: ExportSettings) -> int:
-    from .train import export_run
+    from .ensemble import export_ensemble
+    from .train import CHECKPOINT, export_run
 
-    print(f"model: {export_run(settings.run_dir, settings.data_dir, settings.out, settings.version)}")
+    runs, data_dir, out, version = settings.run_dirs, settings.data_dir, settings.out, settings.version
+    changes = _pairs(settings.overrides, "export")
+    if unknown := sorted(set(changes) - set(EXPORT_FIELDS)):
+        raise SystemExit(f"pixelserve export: {', '.join(unknown)} cannot change after training; --set takes "
+                         f"{', '.join(EXPORT_FIELDS)}")  # fmt: skip
+    for run in runs:
+        if not (run / CHECKPOINT).is_file():
+            raise SystemExit(f"pixelserve export: {run} is not a finished training run (no {CHECKPOINT} in it)")
+    if len(runs) == 1:
+        if settings.name:
+            raise SystemExit("pixelserve export: --name is for an ensemble of several runs")
+        model = export_run(runs[0], data_dir, out, version, changes)
+    else:
+        model = export_ensemble(runs, data_dir, out, version, settings.name, changes)
+    print(f"model: {model}")
     return 0
 
 
@@ -200,6 +242,7 @@ def _quantize(settings: QuantizeSettings) -> int:
 
 def _recipes(_settings: RecipesSettings) -> int:
     for name, recipe in sorted(RECIPES.items()):
-        print(f"{name}: {recipe.description}")
+        ensemble = f" Ensemble: the mean of {recipe.members} such networks." if recipe.members > 1 else ""
+        print(f"{name}: {recipe.description}{ensemble}")
         print(f"    {json.dumps(recipe.to_dict())}")
     return 0

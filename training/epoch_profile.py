@@ -55,7 +55,7 @@ def profile(recipe: Recipe, data_dir: Path | None, steps: int) -> dict[str, floa
     (no input work), and fit on the real augmented pipeline."""
     keras.utils.set_random_seed(recipe.seed)
     data = load_dataset(recipe.dataset, data_dir)
-    train_idx, _ = validation_split(len(data.x_train), recipe.validation_split, recipe.seed)
+    train_idx, _ = validation_split(len(data.x_train), recipe.validation_split, recipe.held_out_seed)
     x, y = data.x_train[train_idx], data.y_train[train_idx]
     plain = dataclasses.replace(
         recipe, augment_rotation=0.0, augment_shift=0.0, augment_zoom=0.0, augment_shear=0.0, noise_sigma=0.0

@@ -64,8 +64,11 @@ def serving_model(core: keras.Model, recipe: Recipe, image_shape: tuple[int, int
     if recipe.task == "classify":
         probabilities = _test_time_average(core, x, recipe)
         return keras.Model(image, {OUTPUT_PROBABILITIES: probabilities}, name=recipe.name.replace("-", "_"))
-    result = core(x)
-    reconstruction, latent = (result[0], result[1]) if isinstance(result, (list, tuple)) else (result, None)
+    if recipe.tta_dihedral:
+        reconstruction, latent = _dihedral_average(core, x)
+    else:
+        result = core(x)
+        reconstruction, latent = (result[0], result[1]) if isinstance(result, (list, tuple)) else (result, None)
     outputs = {
         OUTPUT_RECONSTRUCTION: reconstruction,
         OUTPUT_ERROR: ops.mean(ops.square(reconstruction - x), axis=(1, 2, 3)),
@@ -95,6 +98,38 @@ def _test_time_average(core: keras.Model, x, recipe: Recipe):
     predictions = core(ops.concatenate(views, axis=0))
     predictions = ops.reshape(predictions, (len(views), -1, predictions.shape[-1]))
     return sum(w * predictions[i] for i, w in enumerate(weights))
+
+
+def _dihedral_views(x):
+    """The 8 mirror/quarter-turn views of a square NHWC batch, each an exact pixel permutation."""
+    transposed = ops.transpose(x, (0, 2, 1, 3))
+    return [
+        v
+        for base in (x, transposed)
+        for v in (base, ops.flip(base, 1), ops.flip(base, 2), ops.flip(ops.flip(base, 1), 2))
+    ]
+
+
+def _undo_dihedral(views):
+    """Each view's output put back in the original orientation (every transform is its own inverse, applied in
+    reverse order)."""
+    undone = []
+    for i, v in enumerate(views):
+        v = ops.flip(v, 1) if i % 4 in (1, 3) else v
+        v = ops.flip(v, 2) if i % 4 in (2, 3) else v
+        undone.append(ops.transpose(v, (0, 2, 1, 3)) if i >= 4 else v)
+    return undone
+
+
+def _dihedral_average(core: keras.Model, x):
+    """Self-ensemble (Timofte et al. 2016, used by EDSR and DnCNN papers): the autoencoder runs once, batched, on
+    the 8 views; their outputs, turned back, are averaged. The latent is the unchanged view's."""
+    views = _dihedral_views(x)
+    result = core(ops.concatenate(views, axis=0))
+    reconstruction, latent = (result[0], result[1]) if isinstance(result, (list, tuple)) else (result, None)
+    outputs = ops.split(reconstruction, 8, axis=0)
+    mean = sum(_undo_dihedral(outputs)) / 8.0
+    return mean, (ops.split(latent, 8, axis=0)[0] if latent is not None else None)
 
 
 def export_model(
@@ -226,7 +261,7 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 
 
 def _validation_images(data: Dataset, recipe: Recipe) -> np.ndarray:
-    _, held_out = validation_split(len(data.x_train), recipe.validation_split, recipe.seed)
+    _, held_out = validation_split(len(data.x_train), recipe.validation_split, recipe.held_out_seed)
     return data.x_train[held_out]
 
 
@@ -243,6 +278,8 @@ def _preprocessing(data: Dataset, recipe: Recipe, normalization: Normalization |
             f"test-time augmentation: weighted mean over the image, the image shifted {recipe.tta_translate} px "
             f"up-left and down-right (reflected borders){mirrored}; half the weight on the unshifted view"
         )
+    if recipe.tta_dihedral:
+        steps.append("test-time augmentation: mean of the outputs for the 8 mirror/quarter-turn views, turned back")
     resize, normalize = preprocessing_of(recipe)
     return Preprocessing(
         color_mode="grayscale" if channels == 1 else "rgb",

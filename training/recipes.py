@@ -42,6 +42,8 @@ class Recipe:
     validation_split: float = 0.1  # held out from train for early stopping and anomaly calibration
     early_stopping_patience: int = 0  # 0 disables early stopping
     seed: int = 1337
+    split_seed: int | None = None  # seed of the held-out split; None: `seed`. Ensemble members share one split
+    members: int = 1  # >1: train this many networks (seeds seed, seed+1, ...) and export their mean (ensemble.py)
 
     # Augmentation (classifiers unless noted), applied in the input pipeline, never exported
     augment_rotation: float = 0.0  # fraction of a full turn
@@ -55,6 +57,7 @@ class Recipe:
     whitening_samples: int = 5000  # training images the whitening layer's patch statistics are measured on
     tta_flip: bool = False  # average the prediction with that of the mirrored image, inside the exported graph
     tta_translate: int = 0  # also average views shifted by this many pixels (up-left, down-right; reflected)
+    tta_dihedral: bool = False  # autoencoders: mean output over the 8 mirror/quarter-turn views (square images)
 
     # Autoencoders
     noise_sigma: float = 0.0  # Gaussian noise on inputs (denoisers); pixels in [0, 1]
@@ -88,6 +91,11 @@ class Recipe:
                 value = tuple(value)
             changes[key] = value
         return dataclasses.replace(self, **changes)
+
+    @property
+    def held_out_seed(self) -> int:
+        """The seed that picks the validation images: shared by an ensemble's members, so none trained on them."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def sigmas(self) -> tuple[float, ...]:
@@ -283,6 +291,12 @@ RECIPES: dict[str, Recipe] = {
         ),
     ]
 }
+# Three mnist-classifier networks from seeds 1337-1339, their mean probability exported as one graph (ensemble.py).
+RECIPES["mnist-classifier-ensemble"] = dataclasses.replace(
+    RECIPES["mnist-classifier"],
+    name="mnist-classifier-ensemble",
+    members=3,
+)
 
 
 def get_recipe(name: str) -> Recipe:

@@ -52,13 +52,14 @@ def train(
     version: int | None = None,
     verbose: int = 1,
 ) -> RunResult:
+    if recipe.members != 1:
+        raise ValueError(f"{recipe.name}: {recipe.members} members is an ensemble, trained by ensemble.train_ensemble")
     keras.utils.set_random_seed(recipe.seed)
-    run_dir = runs_dir / recipe.name / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = new_run_dir(runs_dir / recipe.name)
     (run_dir / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2))
 
     data = load_dataset(recipe.dataset, data_dir)
-    train_idx, val_idx = validation_split(len(data.x_train), recipe.validation_split, recipe.seed)
+    train_idx, val_idx = validation_split(len(data.x_train), recipe.validation_split, recipe.held_out_seed)
     x_train, y_train = data.x_train[train_idx], data.y_train[train_idx]
     x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
     normalization = _normalization(x_train) if recipe.task == "classify" else None
@@ -123,6 +124,21 @@ def train(
             data_dir=data_dir,
         )
     return RunResult(run_dir, model_dir)
+
+
+def new_run_dir(parent: Path) -> Path:
+    """A fresh run directory named for the time; runs started in the same second (ensemble members on tiny
+    data) get a suffix instead of overwriting each other's checkpoints."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        run_dir = parent / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            continue
+        return run_dir
+    raise FileExistsError(f"no free run directory for {stamp} in {parent}")
 
 
 def build_net(
@@ -291,10 +307,32 @@ def hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu})" + (f", {len(gpus)} GPU" if gpus else ", no GPU")
 
 
-def export_run(run_dir: Path, data_dir: Path | None, repository: Path, version: int | None = None) -> Path:
-    """Export a finished run again from its checkpoint, recipe, history and training facts."""
-    recipe = Recipe.from_dict(json.loads((run_dir / RECIPE_FILE).read_text()))
+def export_run(
+    run_dir: Path,
+    data_dir: Path | None,
+    repository: Path,
+    version: int | None = None,
+    changes: dict[str, str] | None = None,
+) -> Path:
+    """Export a finished run again from its checkpoint, recipe, history and training facts; `changes`: export-time
+    recipe fields (test-time augmentation, parity) to set differently from the run's."""
+    recipe = Recipe.from_dict(json.loads((run_dir / RECIPE_FILE).read_text())).with_overrides(changes or {})
     core = keras.models.load_model(run_dir / CHECKPOINT)
+    history = json.loads((run_dir / HISTORY_FILE).read_text())
+    training_info = json.loads((run_dir / TRAINING_FILE).read_text())
+    return export_trained(core, recipe, data_dir, repository, history, training_info, version)
+
+
+def export_trained(
+    core: keras.Model,
+    recipe: Recipe,
+    data_dir: Path | None,
+    repository: Path,
+    history: dict[str, list[float]],
+    training_info: dict,
+    version: int | None,
+) -> Path:
+    """Export a trained float32 network read back from disk; its normalisation statistics come from its graph."""
     stats = models.normalization_of(core)
     return export_model(
         core,
@@ -302,8 +340,8 @@ def export_run(run_dir: Path, data_dir: Path | None, repository: Path, version: 
         load_dataset(recipe.dataset, data_dir),
         repository,
         normalization=Normalization(*stats) if stats else None,
-        history=json.loads((run_dir / HISTORY_FILE).read_text()),
-        training_info=json.loads((run_dir / TRAINING_FILE).read_text()),
+        history=history,
+        training_info=training_info,
         version=version,
         data_dir=data_dir,
     )

@@ -44,7 +44,7 @@ MIN_CHANGE = 0.05  # a temperature within 5% of 1 is left out of the graph: noth
 def _validation(data: Dataset, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
     from .export import validation_split
 
-    _, held_out = validation_split(len(data.x_train), recipe.validation_split, recipe.seed)
+    _, held_out = validation_split(len(data.x_train), recipe.validation_split, recipe.held_out_seed)
     return data.x_train[held_out], data.y_train[held_out]
 
 

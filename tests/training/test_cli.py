@@ -51,3 +51,10 @@ def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--help"]) == 0
     assert "--data-dir" in capsys.readouterr().out
+
+
+def test_export_changes_only_export_time_fields() -> None:
+    settings = ExportSettings.from_cli(["runs/m/1", "--set", "tta_dihedral=true", "--set=eval_sigmas=[0.1,0.3]"])
+    assert settings.overrides == ["tta_dihedral=true", "eval_sigmas=[0.1,0.3]"]
+    with pytest.raises(SystemExit, match="eval_sigmas cannot change after training"):
+        main(["export", "runs/m/1", "--set", "eval_sigmas=[0.1]"])

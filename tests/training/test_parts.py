@@ -128,6 +128,28 @@ def test_tta_graph_is_the_weighted_mean_over_mirrored_and_shifted_views() -> Non
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_dihedral_self_ensemble_averages_the_eight_views_turned_back() -> None:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    core = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid")(inputs))
+    recipe = Recipe(name="t", task="denoise", dataset="cifar10", model="x", tta_dihedral=True)
+    images = np.random.default_rng(0).integers(0, 256, (4, 6, 6, 3)).astype(np.uint8)
+    got = serving_model(core, recipe, (6, 6, 3))(images)
+
+    x = images.astype(np.float32) / 255.0
+    outputs = []
+    for turns in range(4):  # the 8 views as quarter turns of the image and of its mirror, each turned back
+        for view in (x, x[:, :, ::-1]):
+            out = np.asarray(core(np.rot90(view, turns, axes=(1, 2)).copy()))
+            out = np.rot90(out, -turns, axes=(1, 2))
+            outputs.append(out if view is x else out[:, :, ::-1])
+    expected = np.mean(outputs, axis=0)
+    np.testing.assert_allclose(np.asarray(got["reconstruction"]), expected, atol=1e-6)
+    assert not np.allclose(expected, np.asarray(core(x)), atol=1e-3), "the views must matter for this check"
+    error = np.mean((expected - x) ** 2, axis=(1, 2, 3))
+    np.testing.assert_allclose(np.asarray(got["reconstruction_error"]), error, atol=1e-6)
+
+
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_contractive_penalty_is_the_squared_frobenius_norm_of_the_jacobian(activation: str) -> None:
     layer = training_layers.ContractiveDense(5, contractive=1.0, activation=activation)
