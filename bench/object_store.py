@@ -5,9 +5,10 @@ are the server's own cost (listing, download, digests, gate), not a network's.
     python -m bench.object_store                     # 3 rounds, c=8 during the swap
     python -m bench.object_store --rounds 5 --clients 16 --json store.json
 
-Per round: a fresh server on s3://…/repo (mnist-classifier version 2) and one on a local copy, each timed from
-process start to /v2/health/ready 200; then, on the S3 server, c clients classify real digits while version 3 is
-uploaded (model.json last), timed from the last PUT to the first answer by version 3, with every answer kept.
+Per round: a fresh server on s3://…/repo (the committed mnist-classifier as version 2) and one on a local copy,
+each timed from process start to /v2/health/ready 200; then, on the S3 server, c clients classify real digits while
+version 3 is uploaded (model.json last), timed from the last PUT to the first answer by version 3, with every answer
+kept.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.s3_support import S3Server, s3_server
 from tests.service.rest_support import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "models" / "mnist-classifier" / "2"
+SOURCE = ROOT / "models" / "mnist-classifier" / "3"
 NAME, BUCKET, PREFIX = "mnist-classifier", "models", "bench/repo"
 
 
@@ -103,15 +104,20 @@ def _swap(server: ServerProcess, s3: S3Server, version_dir: Path, clients: int) 
     }
 
 
+def renumbered(folder: Path, version: int) -> Path:
+    """The committed classifier as another version number: same files, model.json renumbered and re-stamped."""
+    shutil.copytree(SOURCE, folder)
+    ModelSpec.load(folder / SPEC_FILE).model_copy(update={"version": version}).write(folder)
+    return folder
+
+
 def one_round(where: Path, clients: int) -> dict[str, float]:
     local = where / "local"
-    shutil.copytree(SOURCE, local / NAME / "2")
-    v3 = where / "v3"
-    shutil.copytree(SOURCE, v3)
-    ModelSpec.load(v3 / SPEC_FILE).model_copy(update={"version": 3}).write(v3)
+    v2, v3 = renumbered(where / "v2", 2), renumbered(where / "v3", 3)
+    shutil.copytree(v2, local / NAME / "2")
     with s3_server(where / "moto.log") as s3:
         s3.client.create_bucket(Bucket=BUCKET)
-        s3.upload_dir(SOURCE, BUCKET, f"{PREFIX}/{NAME}/2")
+        s3.upload_dir(v2, BUCKET, f"{PREFIX}/{NAME}/2")
         server, local_s = _started(local, where / "l", {})
         server.close()
         (where / "s").mkdir()

@@ -25,7 +25,7 @@ from .calls_support import FEATURE_ENV, FEATURES
 from .rest_support import ServerProcess, server_process
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "models" / "mnist-classifier" / "2"
+SOURCE = ROOT / "models" / "mnist-classifier" / "3"
 NAME, BUCKET, PREFIX = "mnist-classifier", "models", "fleet/repo"
 URI = f"s3://{BUCKET}/{PREFIX}"
 POLL = "0.3"
@@ -49,7 +49,7 @@ def _digits() -> list[bytes]:
 def s3(tmp_path: Path) -> Iterator[S3Server]:
     with s3_server(tmp_path / "moto.log") as server:
         server.client.create_bucket(Bucket=BUCKET)
-        server.upload_dir(SOURCE, BUCKET, f"{PREFIX}/{NAME}/2")
+        server.upload_dir(_version_dir(tmp_path, 2), BUCKET, f"{PREFIX}/{NAME}/2")
         yield server
 
 
@@ -137,7 +137,7 @@ def test_a_half_uploaded_version_is_never_served(s3: S3Server, server: ServerPro
     s3.upload_dir(v3, BUCKET, f"{PREFIX}/{NAME}/3", order=sorted({p.name for p in v3.iterdir()} - {MODEL_FILE}))
     _wait_for(lambda: "upload incomplete" in _index(server).get("3", {}).get("reason", ""))
     # the other model's graph under this version's name: there, but not the file model.json records
-    other = ROOT / "models" / "mnist-classifier-int8" / "1" / MODEL_FILE
+    other = ROOT / "models" / "mnist-classifier-int8" / "2" / MODEL_FILE
     s3.client.upload_file(str(other), BUCKET, f"{PREFIX}/{NAME}/3/{MODEL_FILE}")
     _wait_for(lambda: "sha256" in _index(server).get("3", {}).get("reason", ""))
     time.sleep(1.0)

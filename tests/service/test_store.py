@@ -17,18 +17,19 @@ from pixelserve.service.settings import Settings
 from pixelserve.service.storage import redact
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = ROOT / "models" / "mnist-classifier" / "2"
+COMMITTED = ROOT / "models" / "mnist-classifier" / "3"
 
 
 @pytest.fixture
 def repository(tmp_path: Path) -> Path:
-    shutil.copytree(COMMITTED, tmp_path / "models" / "mnist-classifier" / "2")
+    shutil.copytree(COMMITTED, tmp_path / "models" / "mnist-classifier" / "3")
     return tmp_path / "models"
 
 
 def _only_version(repository: Path) -> disk.DiskVersion:
     (versions,) = disk.scan(repository, {}).values()
-    return versions[2]
+    (version,) = versions.values()
+    return version
 
 
 def test_write_records_the_digest_of_every_file_but_model_json(tmp_path: Path) -> None:
@@ -42,7 +43,7 @@ def test_write_records_the_digest_of_every_file_but_model_json(tmp_path: Path) -
 def test_a_local_version_whose_graph_is_not_the_one_recorded_is_refused(repository: Path) -> None:
     version = _only_version(repository)
     assert LocalStore(repository).fetch(version) == version.path
-    shutil.copy(ROOT / "models" / "mnist-classifier-int8" / "1" / MODEL_FILE, version.path / MODEL_FILE)
+    shutil.copy(ROOT / "models" / "mnist-classifier-int8" / "2" / MODEL_FILE, version.path / MODEL_FILE)
     with pytest.raises(VersionRejected, match=r"model.onnx is not the file model.json records \(sha256\)"):
         LocalStore(repository).fetch(version)
 
