@@ -47,18 +47,22 @@ def perf_analyzer(
     interval_ms: int,
     tls: Tls | None = None,
     streaming: bool = False,
+    version: str | None = None,
 ) -> Measurement:
     """One perf_analyzer measurement: batch-1 requests at a fixed concurrency until the window is stable.
 
     Stable means three windows within 10% of each other, perf_analyzer's default; on a shared VM that can fail for
-    a minute at a time, so a failed try is repeated once at 25% (said on stderr), and a second failure raises."""
+    a minute at a time, so a failed try is repeated once at 25% (said on stderr), and a second failure raises.
+    `version`: the model version to ask for (-x); without it perf_analyzer measures the version whose server
+    statistics moved."""
     for stability in (10, 25):
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.csv"
             command = [str(env.perf_analyzer), "-m", model, "-u", url, "-i", protocol, "-b", "1",
                        f"--concurrency-range={concurrency}", f"--measurement-interval={interval_ms}",
                        "--max-trials=10", f"--stability-percentage={stability}", "-f", str(report),
-                       *tls_flags(protocol, tls), *(["--streaming"] if streaming else [])]  # fmt: skip
+                       *tls_flags(protocol, tls), *(["--streaming"] if streaming else []),
+                       *(["-x", version] if version else [])]  # fmt: skip
             run = subprocess.run(command, capture_output=True, text=True, env={**os.environ,
                                  "LD_LIBRARY_PATH": env.library_path()}, timeout=600)  # fmt: skip
             if run.returncode == 0 and report.exists():

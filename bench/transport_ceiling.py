@@ -5,6 +5,7 @@ stub server answers perf_analyzer's calls with the responses the real pixelserve
 start of the run), parsing each request as a real server must and doing nothing else. Engines:
 
 - `grpcio`: grpc.aio with uvloop, pixelserve's engine today;
+- `grpcio-sync`: grpcio's threaded server (16 threads), the engine before grpc.aio;
 - `native-aio`: pygrpc-native's `aio.server()`, the same handlers on its Rust HTTP/2 front;
 - `native-front`: pygrpc-native's low-level `NativeGrpcFront`: calls reach Python in batches, no task per call.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import subprocess
 import sys
@@ -35,7 +37,7 @@ from service.grpc.gen.inference import grpc_service_pb2 as pb
 from service.grpc.gen.inference import grpc_service_pb2_grpc as pb_grpc
 
 SERVICE = "inference.GRPCInferenceService"
-ENGINES = ("grpcio", "native-aio", "native-front")
+ENGINES = ("grpcio", "grpcio-sync", "native-aio", "native-front")
 
 
 def capture(endpoints: Endpoints, model: str, shape: list[int]) -> dict[str, str]:
@@ -58,14 +60,29 @@ def capture(endpoints: Endpoints, model: str, shape: list[int]) -> dict[str, str
         return {name: getattr(stub, name)(request).SerializeToString().hex() for name, request in calls.items()}
 
 
-def _parse(method: str, payload: bytes) -> bytes:
-    """ModelInfer requests are parsed, as any server must; the rest are answered unread."""
-    if method == "ModelInfer":
-        pb.ModelInferRequest.FromString(payload)
-    return payload
+class Answers:
+    """The captured responses. ModelInfer requests are parsed, as any server must; the rest are answered unread.
+    Statistics count the calls answered: perf_analyzer measures the version whose success count moved."""
+
+    def __init__(self, captured: dict[str, bytes]) -> None:
+        self.captured, self.methods = captured, list(captured)
+        self.calls = itertools.count()
+        self.answered = 0
+
+    def __call__(self, method: str, payload: bytes) -> bytes:
+        if method == "ModelInfer":
+            pb.ModelInferRequest.FromString(payload)
+            self.answered = next(self.calls) + 1
+        elif method == "ModelStatistics":
+            stats = pb.ModelStatisticsResponse.FromString(self.captured[method])
+            for model in stats.model_stats:
+                model.inference_count = model.execution_count = self.answered
+                model.inference_stats.success.count = self.answered
+            return stats.SerializeToString()
+        return self.captured[method]
 
 
-async def _serve_aio(engine: str, port: int, answers: dict[str, bytes]) -> None:
+async def _serve_aio(engine: str, port: int, answers: Answers) -> None:
     if engine == "native-aio":
         import pygrpc_native.aio
 
@@ -75,36 +92,53 @@ async def _serve_aio(engine: str, port: int, answers: dict[str, bytes]) -> None:
 
     def handler(method: str):
         async def answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            _parse(method, request)
-            return answers[method]
+            return answers(method, request)
 
         return grpc.unary_unary_rpc_method_handler(answer)
 
-    server.add_registered_method_handlers(SERVICE, {name: handler(name) for name in answers})
+    server.add_registered_method_handlers(SERVICE, {name: handler(name) for name in answers.methods})
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
 
 
-def _serve_front(port: int, answers: dict[str, bytes]) -> None:
+def _serve_sync(port: int, answers: Answers) -> None:
+    from concurrent import futures
+
+    def handler(method: str):
+        def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
+            return answers(method, request)
+
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+    server = grpc.server(futures.ThreadPoolExecutor(16), options=[("grpc.so_reuseport", 0)])
+    server.add_registered_method_handlers(SERVICE, {name: handler(name) for name in answers.methods})
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def _serve_front(port: int, answers: Answers) -> None:
     from pygrpc_native import EVENT_CALL, NativeGrpcFront
 
-    methods = list(answers)
+    methods = answers.methods
     front = NativeGrpcFront(f"127.0.0.1:{port}", [(f"/{SERVICE}/{m}", False) for m in methods])
     front.start()
     while (events := front.recv_batch(64)) is not None:
         for kind, call_id, method_id, payload, _ in events:
             if kind == EVENT_CALL:
-                _parse(methods[method_id], payload)
-                front.respond(call_id, answers[methods[method_id]])
+                front.respond(call_id, answers(methods[method_id], payload))
 
 
 def serve(engine: str, port: int, answers_file: Path) -> None:
-    answers = {k: bytes.fromhex(v) for k, v in json.loads(answers_file.read_text()).items()}
+    answers = Answers({k: bytes.fromhex(v) for k, v in json.loads(answers_file.read_text()).items()})
     if engine == "native-front":
         worker = threading.Thread(target=_serve_front, args=(port, answers), daemon=True)
         worker.start()
         worker.join()
+        return
+    if engine == "grpcio-sync":
+        _serve_sync(port, answers)
         return
     import uvloop
 
@@ -161,7 +195,8 @@ def main() -> None:
             for c in args.concurrency:
                 shift = (round_ + c) % len(names)
                 for name in names[shift:] + names[:shift]:
-                    m = loadgen.perf_analyzer(env, servers[name], "grpc", args.model, c, args.interval_ms)
+                    m = loadgen.perf_analyzer(env, servers[name], "grpc", args.model, c, args.interval_ms,
+                                              version=str(latest))  # fmt: skip
                     results.setdefault(f"grpc c={c}", {}).setdefault(name, []).append(m.throughput)
                     print(f"round {round_ + 1} c={c} {name}: {m.throughput:.0f}/s p50 {m.p50_ms:.2f} ms", flush=True)
     print("\n| load | " + " | ".join(f"{n} /s" for n in names) + " |")

@@ -80,9 +80,9 @@ def compare(args: argparse.Namespace, env: BenchEnv, model_dir: Path, name: str,
                     )
                 )
             )
-        if args.other_python:  # the same tree on another interpreter: other dependency versions, same code
-            other = pixelserve(args.model_repository, args.pixelserve_arg, workdir / "other.log", name="before",
-                               python=args.other_python, cwd=args.other_tree)  # fmt: skip
+        if args.other_python or args.other_arg:  # another interpreter, tree or flags: the third column
+            other = pixelserve(args.model_repository, args.other_arg or args.pixelserve_arg, workdir / "other.log",
+                               name="before", python=args.other_python, cwd=args.other_tree)  # fmt: skip
             servers.append(stack.enter_context(other))
         for round_ in range(args.rounds):
             for protocol in args.protocols:
@@ -171,9 +171,15 @@ def main() -> None:
     parser.add_argument("--streaming", action="store_true", help="gRPC as bidi streams (perf_analyzer --streaming)")
     parser.add_argument("--other-python", type=Path, help="also pixelserve on this interpreter (e.g. another grpcio)")
     parser.add_argument("--other-tree", type=Path, default=ROOT, help="the checkout --other-python runs")
+    parser.add_argument(
+        "--other-arg",
+        action="append",
+        default=[],
+        help="also pixelserve with these flags instead of --pixelserve-arg's (the third column)",
+    )
     args = parser.parse_args()
-    if args.before and args.other_python:
-        parser.error("--before and --other-python both fill the third column: use one")
+    if args.before and (args.other_python or args.other_arg):
+        parser.error("--before and --other-python/--other-arg all fill the third column: use one")
     if args.tls and args.before:
         parser.error("--before runs an earlier pixelserve, which may not have TLS: use one or the other")
     env = BenchEnv(args.bench_env)
