@@ -53,7 +53,8 @@ def train(
     verbose: int = 1,
 ) -> RunResult:
     if recipe.members != 1:
-        raise ValueError(f"{recipe.name}: {recipe.members} members is an ensemble, trained by ensemble.train_ensemble")
+        raise ValueError(f"{recipe.name}: members={recipe.members}, but train() trains one network "
+                         "(an ensemble, members > 1, is trained by ensemble.train_ensemble)")  # fmt: skip
     keras.utils.set_random_seed(recipe.seed)
     run_dir = new_run_dir(runs_dir / recipe.name)
     (run_dir / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2))

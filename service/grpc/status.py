@@ -46,7 +46,12 @@ async def abort(context: grpc.aio.ServicerContext, error: Exception, method: str
         if (ctx := current.get()) is not None:  # set_trailing_metadata replaces what the edge's hooks set
             trailing.extend(ctx.trailers)
         context.set_trailing_metadata(tuple(trailing))
-    await context.abort(code, message)
+    try:
+        await context.abort(code, message)
+    except grpc.aio.AbortError:
+        raise
+    except Exception as gone:  # grpc's ExecuteBatchError: the client cancelled or left before the status went out
+        raise asyncio.CancelledError("the call ended before its status could be sent") from gone
     raise AssertionError("context.abort returned")  # abort always raises; this keeps type checkers honest
 
 

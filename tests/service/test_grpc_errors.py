@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from pydantic import SecretStr
 
+from pixelserve.service.errors import ModelNotFound
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2 as v2_pb
 from pixelserve.service.grpc.gen.inference import grpc_service_pb2_grpc as v2_grpc
 from pixelserve.service.grpc.gen.pixelserve.v1 import pixelserve_pb2 as pb
@@ -193,3 +195,46 @@ async def test_unexpected_error_is_internal_with_a_generic_message_and_a_log_lin
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in caught.value.details()
     assert any("unexpected error" in r.message and r.exc_info for r in caplog.records)
+
+
+class _Late:
+    """Raises a mapped error only after its client has cancelled: the status can no longer be sent."""
+
+    def __init__(self) -> None:
+        self.ended: list[BaseException] = []
+
+    @guarded
+    async def _call(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        raise ModelNotFound("gone")
+
+    async def Call(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            return await self._call(request, context)
+        except BaseException as error:
+            self.ended.append(error)
+            raise
+
+
+async def test_an_error_after_the_client_cancelled_ends_the_call_as_cancelled_not_internal() -> None:
+    """grpc raises ExecuteBatchError when the status of a cancelled call is sent; the edge once logged it as a
+    server fault (INTERNAL) in the access log."""
+    late = _Late()
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(late.Call)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Late", {"Call": handler}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary("/test.Late/Call")(b"")
+            await asyncio.sleep(0.3)
+            call.cancel()
+            for _ in range(100):
+                if late.ended:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await server.stop(None)
+    assert len(late.ended) == 1 and isinstance(late.ended[0], asyncio.CancelledError), late.ended
