@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import layers, regularizers
 
-from .layers import ContractiveDense, PartialDirac, Whitening
+from .layers import ContractiveDense, FusedBatchNormalization, PartialDirac, Whitening
 
 NORMALIZE_LAYER = "normalize"
 
@@ -27,7 +27,7 @@ class Net:
 
 def _conv_bn_relu(x, filters: int, name: str | None = None, *, kernel: int = 3, strides: int = 1, padding="same"):
     x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=name)(x)
-    x = layers.BatchNormalization()(x)
+    x = FusedBatchNormalization()(x)
     return layers.ReLU()(x)
 
 
@@ -73,7 +73,7 @@ def mnist_cnn(
         x = layers.MaxPooling2D()(x)
     x = layers.Flatten()(x)
     x = layers.Dense(dense, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = FusedBatchNormalization()(x)
     x = layers.ReLU()(x)
     x = layers.Dropout(dropout)(x)
     return Net(keras.Model(inputs, _classifier_head(x, num_classes), name="mnist_cnn"))
@@ -170,7 +170,7 @@ def airbench(
     x = layers.Activation(activation)(x)
 
     def norm(x):
-        x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-12, scale=False)(x)
+        x = FusedBatchNormalization(momentum=bn_momentum, epsilon=1e-12, scale=False)(x)
         return layers.Activation(activation)(x)
 
     for width in widths:

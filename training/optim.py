@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import keras
-import numpy as np
+import tensorflow as tf
 from keras import ops
 
 
@@ -73,24 +73,33 @@ class Lookahead(keras.callbacks.Callback):
         super().__init__()
         self.total_steps, self.every, self.decay = max(1, total_steps), every, decay
         self._step = 0
-        self._slow: list[np.ndarray] = []
+        self._slow: list[tf.Variable] = []
+        self._fast: list = []
 
     def _variables(self) -> list:
         return [v for v in self.model.weights if "float" in str(v.dtype)]
 
     def on_train_begin(self, logs=None) -> None:
         self._step = 0
-        self._slow = [np.array(v) for v in self._variables()]
+        fast = self._variables()
+        self._slow = [tf.Variable(v.value, trainable=False) for v in fast]
+        slow = self._slow
+
+        @tf.function
+        def pull(rate: tf.Tensor) -> None:  # one graph call for every variable, not two eager ops per variable
+            for variable, copy in zip(fast, slow, strict=True):
+                copy.assign_add(rate * (variable.value - copy))
+                variable.assign(copy)
+
+        self._fast, self._pull = fast, pull
 
     def on_train_batch_end(self, batch, logs=None) -> None:
         self._step += 1
         if self._step % self.every:
             return
         decay = self.decay * (min(self._step, self.total_steps) / self.total_steps) ** 3
-        for variable, slow in zip(self._variables(), self._slow, strict=True):
-            slow += (1.0 - decay) * (np.asarray(variable) - slow)
-            variable.assign(slow)
+        self._pull(tf.constant(1.0 - decay, tf.float32))
 
     def on_train_end(self, logs=None) -> None:
-        for variable, slow in zip(self._variables(), self._slow, strict=True):
+        for variable, slow in zip(self._fast, self._slow, strict=True):
             variable.assign(slow)

@@ -16,7 +16,7 @@ RECONSTRUCTIONS = "reconstructions.png"
 
 
 def learning_curves(history: dict[str, list[float]], path: Path) -> None:
-    metrics = sorted({k.removeprefix("val_") for k in history if k != "learning_rate"})
+    metrics = sorted({k.removeprefix("val_") for k in history if k not in ("learning_rate", "seconds")})
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from pixelserve.training import augment, models, optim
 from pixelserve.training import layers as training_layers
+from pixelserve.training import train as train_module
 from pixelserve.training.analysis import code_activity, encoder_jacobian_norm
 from pixelserve.training.export import serving_model
 from pixelserve.training.recipes import Recipe
@@ -211,3 +212,25 @@ def test_code_activity_counts_units_above_the_threshold() -> None:
     assert activity["active_share"] == 3 / 8 and activity["active_units_per_image"] == 1.5
     assert activity["live_unit_share"] == 3 / 4  # the first unit never fires
     np.testing.assert_allclose(activity["mean_abs_activation"], 0.725 / 8)
+
+
+def test_shuffled_batches_are_the_element_shuffle_with_each_images_pass_number() -> None:
+    """The training stream gathers images by shuffled index; it must equal shuffling the images themselves, pass
+    after pass, with every batch full and each image tagged with the pass it belongs to (the alternating flip)."""
+    n, batch_size, seed = 10, 4, 7
+    x = np.arange(n * 4, dtype=np.uint8).reshape(n, 2, 2)
+    y = np.arange(n, dtype=np.uint8)
+    phase = np.random.default_rng(0).integers(0, 2, n)
+    got = list(train_module._shuffled_batches(x, y, phase, batch_size, seed).take(8).as_numpy_iterator())
+
+    elements = tf.data.Dataset.from_tensor_slices((x, y, phase)).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    reference = elements.repeat().enumerate().map(lambda i, item: (*item, i // n)).batch(batch_size).take(8)
+    expected = list(reference.as_numpy_iterator())
+    assert len(got) == len(expected) == 8
+    for g, e in zip(got, expected, strict=True):
+        for got_part, expected_part in zip(g, e, strict=True):
+            np.testing.assert_array_equal(got_part, expected_part)
+    passes = np.concatenate([batch[3] for batch in got])
+    assert passes.tolist() == [i // n for i in range(8 * batch_size)]  # 32 images: three passes and a bit
+    for p in range(3):  # each pass shows every image once
+        assert sorted(np.concatenate([b[1] for b in got])[passes == p].tolist()) == list(range(n))

@@ -1,7 +1,10 @@
-"""Every recipe builds, trains a step, exports to ONNX, passes the parity check and writes a valid model.json."""
+"""Every recipe builds, trains a step, exports to ONNX, passes the parity check and writes a valid model.json; its
+run directory says what each epoch cost."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import onnxruntime as ort
@@ -9,7 +12,7 @@ import pytest
 
 from pixelserve.modelspec import MODEL_FILE, SPEC_FILE, ModelSpec
 from pixelserve.training.recipes import RECIPES, get_recipe
-from pixelserve.training.train import train
+from pixelserve.training.train import HISTORY_FILE, TRAINING_FILE, train
 
 
 @pytest.mark.parametrize("name", sorted(n for n, r in RECIPES.items() if r.members == 1))  # ensembles: test_ensemble
@@ -20,6 +23,12 @@ def test_recipe_trains_one_step_and_exports_with_parity(name: str, tiny_data_dir
     )
 
     assert result.model_dir == tmp_path / "models" / name / "1"
+    with (result.run_dir / "log.csv").open() as log:
+        (epoch,) = list(csv.DictReader(log))
+    seconds = json.loads((result.run_dir / HISTORY_FILE).read_text())["seconds"]
+    assert seconds == [float(epoch["seconds"])] and seconds[0] > 0
+    info = json.loads((result.run_dir / TRAINING_FILE).read_text())
+    assert info["seconds_per_epoch"] == round(seconds[0], 1) and info["seconds_per_epoch"] <= info["seconds"]
     spec = ModelSpec.load(result.model_dir / SPEC_FILE)
     assert spec.parity is not None and spec.parity.passed and spec.parity.max_abs_diff <= 1e-4
     assert spec.recipe["name"] == name and spec.recipe["epochs"] == 1
