@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers, ops
 
 
@@ -142,8 +143,6 @@ class FusedBatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable and self._fusable(inputs, mask)):
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
         x = inputs if inputs.dtype in (tf.bfloat16, tf.float16, tf.float32) else tf.cast(inputs, tf.float32)
         channels = x.shape[-1]
         scale = ops.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
