@@ -4,6 +4,7 @@ Every step leaves a screenshot in test-artifacts/playground/."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from playwright.sync_api import Page, expect
 from tests.playground.conftest import (
     API_KEY,
     CIFAR_DENOISER,
+    DEFAULT_REPOSITORY,
     MNIST_AUTOENCODER,
     MNIST_CLASSIFIER,
     MNIST_DENOISER,
@@ -85,7 +87,10 @@ def test_denoise_noises_the_servers_prepared_input_and_beats_the_noisy_psnr(
     assert shown_denoised == pytest.approx(psnr(clean, output), abs=1e-3)
     assert shown_denoised > shown_noisy + 1, f"denoised {shown_denoised:.2f} dB vs noisy {shown_noisy:.2f} dB"
     expect(page.locator("#psnr-denoised")).to_have_text(re.compile(r"^PSNR \d+\.\d\d dB$"))
-    expect(page.locator("#denoise-prepared")).to_contain_text("no normalisation, stretch")
+    declared = max((DEFAULT_REPOSITORY / model).glob("*/model.json"), key=lambda f: int(f.parent.name))
+    resize = json.loads(declared.read_text())["preprocessing"]["resize"]  # CIFAR-10 crops photos, MNIST stretches
+    assert first.json()["prepared"] == {**first.json()["prepared"], "resize": resize, "normalize": "none"}
+    expect(page.locator("#denoise-prepared")).to_contain_text(f"no normalisation, {resize}")
     screenshot(page, f"04-denoise-{model}")
 
 
