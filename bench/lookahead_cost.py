@@ -10,7 +10,6 @@ import sys
 import keras
 import numpy as np
 
-from bench.epoch_timer import EpochTimer
 from bench.train_step_profile import cached_batches
 from pixelserve.training import optim
 from pixelserve.training import train as T
@@ -46,10 +45,11 @@ def main(steps: int) -> None:
             keras.utils.set_random_seed(1)
             core = T.build_net(recipe, data, norm).model
             core.compile(optimizer=T._optimizer(recipe, steps), loss=T._loss(recipe), metrics=["accuracy"])
-            timer = EpochTimer()
             extra = {"none": [], "eager": [EagerLookahead(2 * steps, 5)], "compiled": [optim.Lookahead(2 * steps, 5)]}
-            history = core.fit(cached, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[timer, *extra[kind]])
-            results.setdefault(kind, []).append(1000 * timer.last / steps)
+            history = core.fit(
+                cached, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[T.EpochSeconds(), *extra[kind]]
+            )
+            results.setdefault(kind, []).append(1000 * history.history["seconds"][-1] / steps)
             print(f"round {round_ + 1} {kind}: {results[kind][-1]:.1f} ms/step, loss {history.history['loss'][-1]:.4f}",
                   flush=True)  # fmt: skip
     print({kind: f"{min(values):.1f} ms/step (best)" for kind, values in results.items()})

@@ -9,7 +9,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.epoch_timer import EpochTimer
 from pixelserve.training import optim
 from pixelserve.training import train as T
 from pixelserve.training.data import Dataset, load_dataset
@@ -40,12 +39,11 @@ def main(steps: int) -> None:
         core = T.build_net(recipe, data, norm).model
         core.compile(optimizer=T._optimizer(recipe, steps), loss=T._loss(recipe), metrics=["accuracy"],
                      jit_compile=jit)  # fmt: skip
-        timer = EpochTimer()
-        cbs = [timer] + ([optim.Lookahead(2 * steps, 5)] if lookahead else [])
-        core.fit(cached, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=cbs)
+        cbs = [T.EpochSeconds()] + ([optim.Lookahead(2 * steps, 5)] if lookahead else [])
+        seconds = core.fit(cached, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=cbs).history["seconds"][-1]
         print(
             f"policy={policy:15s} jit_compile={jit!s:5s} lookahead={lookahead!s:5s} "
-            f"{1000 * timer.last / steps:6.1f} ms/step over {steps} steps",
+            f"{1000 * seconds / steps:6.1f} ms/step over {steps} steps",
             flush=True,
         )
 

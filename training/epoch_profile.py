@@ -19,7 +19,7 @@ import tensorflow as tf
 from .data import load_dataset
 from .export import validation_split
 from .recipes import Recipe, get_recipe
-from .train import _loss, _normalization, _optimizer, _pipeline, build_net
+from .train import EpochSeconds, _loss, _normalization, _optimizer, _pipeline, build_net
 
 WARMUP_BATCHES = 5
 
@@ -35,19 +35,10 @@ def pipeline_ms(dataset: tf.data.Dataset, batches: int) -> float:
     return 1000 * (time.perf_counter() - started) / batches
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None) -> None:
-        self.seconds = time.perf_counter() - self.started
-
-
 def fit_ms(model: keras.Model, dataset: tf.data.Dataset, steps: int) -> float:
     """Milliseconds per step of `fit` on `dataset`; the first of two epochs absorbs tracing and is not counted."""
-    timer = _EpochTimer()
-    model.fit(dataset, epochs=2, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[timer])
-    return 1000 * timer.seconds / steps
+    history = model.fit(dataset, epochs=2, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[EpochSeconds()])
+    return 1000 * history.history["seconds"][-1] / steps
 
 
 def profile(recipe: Recipe, data_dir: Path | None, steps: int) -> dict[str, float]:
